@@ -1,0 +1,247 @@
+"""The client HTTP API, compatible with the original PhoenixCache.
+
+Routes parse and answer; `Node` does the work. Errors are JSON
+`{"error": "..."}` with the status that says why. docs/api.md is the
+reference, including every deliberate difference from the original.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+from quart import Response, request
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from phoenix import __version__
+from phoenix.errors import InvalidRequest, RequestError, TooLarge
+from phoenix.node import Node
+from phoenix.store import DEFAULT_CONTENT_TYPE, Entry
+
+# /list without allValue=true shows this many characters of each value.
+LIST_PREVIEW_CHARS = 25
+# Largest page /list hands out when asked for one.
+MAX_LIST_LIMIT = 10_000
+
+JSON = "application/json"
+
+
+def dumps(body: Any) -> str:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        dumps(body),
+        status=status,
+        content_type=JSON,
+        headers=headers,
+    )
+
+
+def error_response(status: int, message: str) -> Response:
+    return json_response({"error": message}, status)
+
+
+def register_routes(app: QuartTrio, node: Node) -> None:
+    """Add the client routes and JSON error handlers to `app`."""
+
+    @app.errorhandler(RequestError)
+    async def _request_error(error: RequestError) -> Response:
+        return error_response(error.status, str(error))
+
+    @app.errorhandler(HTTPException)
+    async def _http_error(error: HTTPException) -> Response:
+        status = error.code or 500
+        message = _HTTP_MESSAGES.get(status, error.description or error.name)
+        return error_response(status, message)
+
+    @app.route("/set", methods=["POST", "PUT"])
+    async def set_value() -> Response:
+        params = _query()
+        key = _required(params, "key")
+        ttl = _ttl(_required(params, "ttl"))
+        node.check_key(key)
+        length = request.content_length
+        if length is not None and length > node.config.max_value_size:
+            raise TooLarge(
+                f"value is larger than max_value_size ({node.config.max_value_size} bytes)"
+            )
+        value = await request.get_data(cache=False, as_text=False, parse_form_data=False)
+        content_type = request.headers.get("Content-Type", DEFAULT_CONTENT_TYPE)
+        stored = node.set(key, value, content_type, ttl)
+        return json_response({"stored": stored})
+
+    @app.route("/get", methods=["GET"])
+    async def get_value() -> Response:
+        key = _required(_query(), "key")
+        node.check_key(key)
+        entry = node.get(key)
+        if entry is None:
+            return error_response(404, "key not found")
+        return Response(entry.value, status=200, content_type=entry.content_type)
+
+    @app.route("/trygetwithexpire", methods=["GET"])
+    async def get_with_expiry() -> Response:
+        key = _required(_query(), "key")
+        node.check_key(key)
+        entry = node.get(key)
+        if entry is None:
+            return error_response(404, "key not found")
+        body = _value_fields(entry.value)
+        body["expires_in"] = _expires_in(entry, node.clock.now_ms())
+        return json_response(body)
+
+    @app.route("/getKeys", methods=["POST"])
+    async def get_keys() -> Response:
+        try:
+            keys = json.loads(
+                await request.get_data(cache=False, as_text=False, parse_form_data=False)
+            )
+        except (ValueError, UnicodeDecodeError):
+            raise InvalidRequest("body must be a JSON array of key strings") from None
+        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+            raise InvalidRequest("body must be a JSON array of key strings")
+        limit = node.config.max_keys_per_request
+        if len(keys) > limit:
+            raise TooLarge(f"at most {limit} keys per request (max_keys_per_request)")
+        found: dict[str, Any] = {}
+        for key in keys:
+            entry = node.get(key) if key else None
+            if entry is not None:
+                fields = _value_fields(entry.value)
+                fields["expiration"] = _rfc3339(entry.expires_at)
+                found[key] = fields
+        return json_response(found)
+
+    @app.route("/list", methods=["GET"])
+    async def list_entries() -> Response:
+        params = _query()
+        full_values = _flag(params.get("allValue", "false"), "allValue")
+        now = node.clock.now_ms()
+
+        def item(key: str, entry: Entry) -> dict[str, Any]:
+            fields = _value_fields(entry.value)
+            if not full_values:
+                fields["value"] = fields["value"][:LIST_PREVIEW_CHARS]
+            return {"key": key, **fields, "expires_in": _expires_in(entry, now)}
+
+        if "limit" not in params and "cursor" not in params:
+            return Response(_stream_all(node, item), content_type=JSON)
+        limit = _bounded_int(params.get("limit", "1000"), "limit", 1, MAX_LIST_LIMIT)
+        cursor = _bounded_int(params.get("cursor", "0"), "cursor", 0, 1 << 32)
+        page, next_cursor = node.store.scan(cursor, limit)
+        return json_response(
+            [item(key, entry) for key, entry in page],
+            headers={"X-Next-Cursor": str(next_cursor)},
+        )
+
+    @app.route("/flush", methods=["POST"])
+    async def flush() -> Response:
+        node.flush()
+        return json_response({"flushed": True})
+
+    @app.route("/remove", methods=["GET", "POST", "DELETE"])
+    async def remove() -> Response:
+        key = _required(_query(), "key")
+        return json_response({"removed": node.remove(key)})
+
+    @app.route("/removeallkeys", methods=["GET", "POST", "DELETE"])
+    async def remove_matching() -> Response:
+        pattern = _required(_query(), "key")
+        return json_response(node.remove_matching(pattern))
+
+    @app.route("/ping", methods=["GET"])
+    async def ping() -> Response:
+        return json_response({"node_id": node.id, "version": __version__})
+
+
+_HTTP_MESSAGES = {
+    404: "no such endpoint",
+    405: "method not allowed on this endpoint",
+    408: "request body not received within read_timeout",
+    413: "request body too large",
+}
+
+
+async def _stream_all(node: Node, item: Any) -> AsyncIterator[bytes]:
+    """The whole listing as a JSON array, produced bucket by bucket."""
+    separator = b"["
+    cursor = 0
+    while True:
+        page, cursor = node.store.scan(cursor, 500)
+        for key, entry in page:
+            yield separator + dumps(item(key, entry)).encode()
+            separator = b","
+        if cursor == 0:
+            break
+    yield b"[]" if separator == b"[" else b"]"
+
+
+def _query() -> dict[str, str]:
+    """The query parameters, decoded strictly: invalid UTF-8 is an error, not U+FFFD."""
+    params: dict[str, str] = {}
+    for part in request.query_string.split(b"&"):
+        if not part:
+            continue
+        name, _, raw = part.partition(b"=")
+        try:
+            params.setdefault(
+                unquote_to_bytes(name.replace(b"+", b" ")).decode(),
+                unquote_to_bytes(raw.replace(b"+", b" ")).decode(),
+            )
+        except UnicodeDecodeError:
+            raise InvalidRequest("query parameters must be valid UTF-8") from None
+    return params
+
+
+def _required(params: dict[str, str], name: str) -> str:
+    value = params.get(name, "")
+    if not value:
+        raise InvalidRequest(f"parameter {name!r} is required")
+    return value
+
+
+def _ttl(text: str) -> int:
+    if not text.isascii() or not text.isdigit():
+        raise InvalidRequest("ttl must be a non-negative whole number of seconds")
+    return int(text)
+
+
+def _bounded_int(text: str, name: str, low: int, high: int) -> int:
+    if not text.isascii() or not text.isdigit() or not low <= int(text) <= high:
+        raise InvalidRequest(f"{name} must be a whole number from {low} to {high}")
+    return int(text)
+
+
+def _flag(text: str, name: str) -> bool:
+    lowered = text.lower()
+    if lowered not in ("true", "false", "1", "0"):
+        raise InvalidRequest(f"{name} must be true or false")
+    return lowered in ("true", "1")
+
+
+def _value_fields(value: bytes) -> dict[str, Any]:
+    """A value for a JSON body: text as is, other bytes as base64 with a marker."""
+    try:
+        return {"value": value.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"value": base64.b64encode(value).decode("ascii"), "encoding": "base64"}
+
+
+def _expires_in(entry: Entry, now_ms: int) -> float | None:
+    if not entry.expires_at:
+        return None
+    return max(entry.expires_at - now_ms, 0) / 1000
+
+
+def _rfc3339(expires_at: int) -> str | None:
+    if not expires_at:
+        return None
+    moment = datetime.fromtimestamp(expires_at / 1000, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

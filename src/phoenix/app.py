@@ -1,0 +1,87 @@
+"""The ASGI application of a node: `create_app(node)`, and `app` for hypercorn.
+
+`hypercorn --worker-class trio phoenix.app:app` serves the module-level `app`,
+which reads its config from $PHOENIX_CONFIG (or ./config.json) at start-up and
+runs the node's background work in the app's own nursery. `phoenix serve`
+builds the app with `create_app` and runs the node in its root nursery.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import cast
+
+from quart_trio import QuartTrio
+
+from phoenix.api import register_routes
+from phoenix.config import Config
+from phoenix.errors import ConfigError
+from phoenix.limits import ASGIApp, Receive, RequestLimits, Scope, Send, send_json_error
+from phoenix.node import Node
+from phoenix.security import Whitelist, WhitelistGuard
+
+
+def create_app(node: Node, *, run_node: bool = False) -> ASGIApp:
+    """The node's ASGI app; with `run_node`, serving it also runs `node.run`.
+
+    Raises ConfigError when the whitelist file cannot be used.
+    """
+    config = node.config
+    quart = QuartTrio("phoenix")
+    quart.config.update(
+        BODY_TIMEOUT=config.read_timeout,
+        RESPONSE_TIMEOUT=config.write_timeout,
+        # /set refuses large values from Content-Length before reading them;
+        # this bounds bodies of any route, /getKeys included.
+        MAX_CONTENT_LENGTH=max(
+            config.max_value_size, config.max_keys_per_request * (config.max_key_length + 8)
+        ),
+    )
+    register_routes(quart, node)
+    if run_node:
+
+        @quart.before_serving
+        async def _start_node() -> None:
+            await quart.nursery.start(node.run)
+
+    app: ASGIApp = RequestLimits(
+        cast(ASGIApp, quart),
+        max_per_ip=config.max_conns_per_ip,
+        read_timeout=config.read_timeout,
+        write_timeout=config.write_timeout,
+    )
+    whitelist_path = config.whitelist_path
+    if whitelist_path is not None:
+        app = WhitelistGuard(app, Whitelist.load(whitelist_path))
+    return app
+
+
+def config_path() -> str:
+    return os.environ.get("PHOENIX_CONFIG", "config.json")
+
+
+class _AppFromEnvironment:
+    """The app hypercorn imports: built on first use from the config file."""
+
+    def __init__(self) -> None:
+        self._app: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._app is None:
+            try:
+                self._app = create_app(Node(Config.load(config_path())), run_node=True)
+            except ConfigError as error:
+                await _refuse(scope, receive, send, str(error))
+                return
+        await self._app(scope, receive, send)
+
+
+async def _refuse(scope: Scope, receive: Receive, send: Send, message: str) -> None:
+    if scope["type"] == "lifespan":
+        await receive()
+        await send({"type": "lifespan.startup.failed", "message": message})
+    elif scope["type"] == "http":
+        await send_json_error(send, 500, message)
+
+
+app = _AppFromEnvironment()

@@ -1,0 +1,199 @@
+"""The node's configuration: config.json, checked once, held in one frozen object.
+
+The keys are the original PhoenixCache's, plus a few of ours (marked below);
+docs/configuration.md says what each one does here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import attrs
+
+from phoenix.errors import ConfigError
+
+
+@attrs.frozen
+class Config:
+    """Every setting of one node, with its default."""
+
+    # The original PhoenixCache's keys.
+    port: str = "127.0.0.1:8080"
+    num_counters: int = 1_000_000
+    max_cost: int = 256 * 1024 * 1024
+    buffer_items: int = 64
+    read_timeout: float = 5.0
+    write_timeout: float = 5.0
+    max_conns_per_ip: int = 1000
+    max_requests_per_conn: int = 0
+    peers: tuple[str, ...] = ()
+    max_retries_to_disabled_node: int = 3
+    heart_beat_interval_in_seconds: float = 5.0
+    white_list_file_path: str = ""
+    # Ours.
+    node_id: str = ""
+    max_key_length: int = 1024
+    max_value_size: int = 1024 * 1024
+    max_keys_per_request: int = 10_000
+    tombstone_grace_seconds: float = 3600.0
+
+    # Where the file was read from: relative paths in it (the whitelist) are
+    # resolved against its folder, and errors name it.
+    source: str = attrs.field(default="", eq=False, repr=False)
+
+    @property
+    def host(self) -> str:
+        host, _, _ = self.port.rpartition(":")
+        # ":8080" means every interface, as in the original.
+        return host.strip("[]") or "0.0.0.0"
+
+    @property
+    def port_number(self) -> int:
+        return int(self.port.rpartition(":")[2])
+
+    @property
+    def bind(self) -> str:
+        """The address in hypercorn's `bind` form."""
+        host = self.host
+        return f"[{host}]:{self.port_number}" if ":" in host else f"{host}:{self.port_number}"
+
+    @property
+    def whitelist_path(self) -> Path | None:
+        if not self.white_list_file_path:
+            return None
+        path = Path(self.white_list_file_path)
+        if not path.is_absolute() and self.source:
+            path = Path(self.source).parent / path
+        return path
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], source: str = "<config>") -> Config:
+        """Check every key of a parsed config.json and build the Config.
+
+        Raises ConfigError naming the file and the key for an unknown key, a
+        wrong type or a value out of range.
+        """
+        values: dict[str, Any] = {}
+        for key, raw in data.items():
+            check = _CHECKS.get(key)
+            if check is None:
+                known = ", ".join(sorted(_CHECKS))
+                raise ConfigError(f"{source}: unknown key {key!r} (known keys: {known})")
+            try:
+                values[key] = check(raw)
+            except (TypeError, ValueError) as error:
+                raise ConfigError(f"{source}: key {key!r}: {error}") from None
+        # The original treats 0 as "use the default" for these two; so do we.
+        for key in ("max_retries_to_disabled_node", "heart_beat_interval_in_seconds"):
+            if values.get(key) == 0:
+                del values[key]
+        return cls(**values, source=source)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Config:
+        """Read and check a config.json file."""
+        name = os.fspath(path)
+        try:
+            text = Path(name).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"{name}: config file not found") from None
+        except (OSError, UnicodeDecodeError) as error:
+            raise ConfigError(f"{name}: cannot read config file: {error}") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ConfigError(
+                f"{name}: invalid JSON at line {error.lineno} column {error.colno}: {error.msg}"
+            ) from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{name}: the top level must be a JSON object")
+        return cls.from_mapping(data, source=name)
+
+
+def _integer(minimum: int) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        # JSON numbers like 1e7 arrive as floats; accept them when whole.
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"must be an integer, got {value!r}")
+        if value < minimum:
+            raise ValueError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return check
+
+
+def _seconds(allow_zero: bool = False) -> Callable[[Any], float]:
+    def check(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError(f"must be a number of seconds, got {value!r}")
+        if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+            bound = ">= 0" if allow_zero else "> 0"
+            raise ValueError(f"must be {bound}, got {value}")
+        return float(value)
+
+    return check
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"must be a string, got {value!r}")
+    return value
+
+
+def _port(value: Any) -> str:
+    text = _string(value)
+    host, colon, number = text.rpartition(":")
+    if not colon or not number.isdigit() or not 0 < int(number) < 65536:
+        raise ValueError(f'must look like ":8080" or "host:8080", got {text!r}')
+    if host.startswith("[") != host.endswith("]"):
+        raise ValueError(f"unbalanced brackets in {text!r}")
+    return text
+
+
+def _peers(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise TypeError(f"must be a list of URLs, got {value!r}")
+    peers = []
+    for item in value:
+        url = _string(item).rstrip("/")
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{item!r} is not an http:// or https:// URL")
+        peers.append(url)
+    return tuple(peers)
+
+
+def _node_id(value: Any) -> str:
+    text = _string(value)
+    if len(text) > 64 or not all(c.isalnum() or c in "-_." for c in text):
+        raise ValueError("must be at most 64 letters, digits, '-', '_' or '.'")
+    return text
+
+
+_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "port": _port,
+    "num_counters": _integer(1),
+    "max_cost": _integer(1),
+    "buffer_items": _integer(1),
+    "read_timeout": _seconds(),
+    "write_timeout": _seconds(),
+    "max_conns_per_ip": _integer(0),
+    "max_requests_per_conn": _integer(0),
+    "peers": _peers,
+    "max_retries_to_disabled_node": _integer(0),
+    "heart_beat_interval_in_seconds": _seconds(allow_zero=True),
+    "white_list_file_path": _string,
+    "node_id": _node_id,
+    "max_key_length": _integer(1),
+    "max_value_size": _integer(0),
+    "max_keys_per_request": _integer(1),
+    "tombstone_grace_seconds": _seconds(),
+}

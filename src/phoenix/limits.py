@@ -1,0 +1,85 @@
+"""Per-request limits that sit in front of the application.
+
+- max_conns_per_ip caps the requests in flight from one source address (not
+  TCP connections: hypercorn does not tell the application about those);
+  past it the answer is 429.
+- A request must be read and answered within read_timeout + write_timeout;
+  past that it is cancelled and, if nothing was sent yet, answered 503.
+  Reading the body alone is bounded by read_timeout (Quart's BODY_TIMEOUT,
+  408), each socket read too (hypercorn's read_timeout), and writing the
+  response by write_timeout (Quart's RESPONSE_TIMEOUT).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import trio
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+async def send_json_error(send: Send, status: int, message: str) -> None:
+    """Answer a request from ASGI middleware with the API's JSON error shape."""
+    body = json.dumps({"error": message}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class RequestLimits:
+    """ASGI middleware enforcing the per-address cap and the request deadline."""
+
+    def __init__(
+        self, app: ASGIApp, *, max_per_ip: int, read_timeout: float, write_timeout: float
+    ) -> None:
+        self.app = app
+        self.max_per_ip = max_per_ip
+        self.deadline = read_timeout + write_timeout
+        self.in_flight: Counter[str] = Counter()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        address = client[0] if client else ""
+        if self.max_per_ip and self.in_flight[address] >= self.max_per_ip:
+            await send_json_error(
+                send, 429, f"too many requests in flight from {address} (max_conns_per_ip)"
+            )
+            return
+        self.in_flight[address] += 1
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            with trio.move_on_after(self.deadline) as deadline:
+                await self.app(scope, receive, tracking_send)
+            if deadline.cancelled_caught and not started:
+                await send_json_error(
+                    send, 503, "request not completed within read_timeout + write_timeout"
+                )
+        finally:
+            self.in_flight[address] -= 1
+            if not self.in_flight[address]:
+                del self.in_flight[address]

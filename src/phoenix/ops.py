@@ -1,0 +1,127 @@
+"""Writes as values: what a node applies locally and pushes to its peers.
+
+Every write carries its version, so applying the same ops on any replica, in
+any order and any number of times, leaves the same state (last writer wins).
+The JSON form is what travels between nodes; `decode` checks it strictly.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+import attrs
+
+from phoenix.clock import Version
+from phoenix.errors import InvalidRequest
+
+
+@attrs.frozen
+class SetOp:
+    key: str
+    value: bytes
+    content_type: str
+    expires_at: int  # ms since the epoch; 0 means never
+    version: Version
+
+
+@attrs.frozen
+class RemoveOp:
+    key: str
+    version: Version
+
+
+@attrs.frozen
+class RemoveMatchingOp:
+    pattern: str
+    version: Version
+
+
+@attrs.frozen
+class FlushOp:
+    version: Version
+
+
+Op = SetOp | RemoveOp | RemoveMatchingOp | FlushOp
+
+
+def encode(op: Op) -> dict[str, Any]:
+    """The op as a JSON-ready dict."""
+    version = [op.version[0], op.version[1]]
+    if isinstance(op, SetOp):
+        return {
+            "op": "set",
+            "key": op.key,
+            "value": base64.b64encode(op.value).decode("ascii"),
+            "content_type": op.content_type,
+            "expires_at": op.expires_at,
+            "version": version,
+        }
+    if isinstance(op, RemoveOp):
+        return {"op": "remove", "key": op.key, "version": version}
+    if isinstance(op, RemoveMatchingOp):
+        return {"op": "remove_matching", "pattern": op.pattern, "version": version}
+    return {"op": "flush", "version": version}
+
+
+def encoded_size(op: Op) -> int:
+    """About how many bytes the op takes on the wire, for batching."""
+    if isinstance(op, SetOp):
+        return 120 + len(op.key) + len(op.value) * 4 // 3 + len(op.content_type)
+    if isinstance(op, RemoveOp):
+        return 60 + len(op.key)
+    if isinstance(op, RemoveMatchingOp):
+        return 70 + len(op.pattern)
+    return 50
+
+
+def decode(data: Any) -> Op:
+    """An op from its JSON form; InvalidRequest for anything malformed."""
+    if not isinstance(data, dict):
+        raise InvalidRequest("an op must be a JSON object")
+    kind = data.get("op")
+    version = _version(data.get("version"))
+    if kind == "set":
+        try:
+            value = base64.b64decode(_text(data, "value"), validate=True)
+        except binascii.Error:
+            raise InvalidRequest("set op: value is not base64") from None
+        expires_at = data.get("expires_at")
+        if isinstance(expires_at, bool) or not isinstance(expires_at, int) or expires_at < 0:
+            raise InvalidRequest("set op: expires_at must be a non-negative integer")
+        return SetOp(_key(data, "key"), value, _text(data, "content_type"), expires_at, version)
+    if kind == "remove":
+        return RemoveOp(_key(data, "key"), version)
+    if kind == "remove_matching":
+        return RemoveMatchingOp(_key(data, "pattern"), version)
+    if kind == "flush":
+        return FlushOp(version)
+    raise InvalidRequest(f"unknown op {kind!r}")
+
+
+def _version(data: Any) -> Version:
+    if (
+        isinstance(data, list)
+        and len(data) == 2
+        and isinstance(data[0], int)
+        and not isinstance(data[0], bool)
+        and data[0] > 0
+        and isinstance(data[1], str)
+    ):
+        return (data[0], data[1])
+    raise InvalidRequest("version must be [timestamp, node id]")
+
+
+def _text(data: dict[str, Any], name: str) -> str:
+    value = data.get(name)
+    if not isinstance(value, str):
+        raise InvalidRequest(f"{name} must be a string")
+    return value
+
+
+def _key(data: dict[str, Any], name: str) -> str:
+    value = _text(data, name)
+    if not value:
+        raise InvalidRequest(f"{name} must not be empty")
+    return value

@@ -1,0 +1,436 @@
+"""The local store: versioned entries, tombstones, expiry, cost, digests.
+
+Every method is plain and synchronous (no I/O) and O(1) per key, except the
+ones that say otherwise. Writes are versioned (phoenix.clock.Version): a
+write applies only if it is newer than everything the store knows of its key,
+so replicas that apply the same writes in any order end up identical.
+
+What the store knows of a key is one of: a live entry; a tombstone (a remove,
+kept for a grace period so that an older write arriving late cannot bring the
+key back); or an eviction memo (the version of an entry the policy evicted,
+so that catching up with a peer does not fetch it again and again). Memory is
+bounded by `max_cost` bytes through the admission policy (phoenix.policy).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import heapq
+import re
+import zlib
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+
+import attrs
+
+from phoenix.clock import Clock, Version, physical_ms
+from phoenix.policy import Policy
+
+# What one entry costs beyond its key and value bytes: the Entry object, its
+# slots in the store's tables, the policy's segment, the key bucket and the
+# object headers, measured by tests/test_store.py::test_entry_overhead_is_measured.
+ENTRY_OVERHEAD = 390
+
+# Keys are spread over this many buckets by a stable hash: listing resumes
+# from a bucket cursor, and replicas compare their keyspace bucket by bucket.
+BUCKET_COUNT = 16384
+
+# How many evicted keys' versions are remembered.
+EVICTION_MEMO_SIZE = 65536
+
+NO_EXPIRY = 0
+NO_VERSION: Version = (0, "")
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+
+
+@attrs.define(slots=True)
+class Entry:
+    value: bytes
+    content_type: str
+    expires_at: int  # ms since the epoch; NO_EXPIRY (0) means never
+    version: Version
+
+    def expired(self, now_ms: int) -> bool:
+        return self.expires_at != NO_EXPIRY and self.expires_at <= now_ms
+
+
+@attrs.define(slots=True)
+class StoreStats:
+    hits: int = 0
+    misses: int = 0
+    sets: int = 0
+    removes: int = 0
+    expirations: int = 0
+    stale_writes: int = 0  # writes ignored because a newer version was known
+
+
+def bucket_of(key: str) -> int:
+    """The key's bucket, the same in every process (unlike `hash`)."""
+    return zlib.crc32(key.encode("utf-8", "surrogatepass")) % BUCKET_COUNT
+
+
+def key_cost(key: str, value: bytes) -> int:
+    key_bytes = len(key) if key.isascii() else len(key.encode("utf-8", "surrogatepass"))
+    return key_bytes + len(value) + ENTRY_OVERHEAD
+
+
+def fingerprint(key: str, version: Version) -> int:
+    """64 bits that stand for (key, version) in a bucket digest."""
+    data = f"{key}\0{version[0]}\0{version[1]}".encode("utf-8", "surrogatepass")
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
+
+
+def matcher(pattern: str) -> Callable[[str], bool]:
+    """The original's pattern rule: a glob when it has * ? or [, else a substring."""
+    if any(c in pattern for c in "*?["):
+        match = re.compile(fnmatch.translate(pattern), re.DOTALL).match
+        return lambda key: match(key) is not None
+    return lambda key: pattern in key
+
+
+class Store:
+    """Key -> Entry with versions, lazy expiry, expiry buckets and a cost budget."""
+
+    def __init__(
+        self,
+        *,
+        max_cost: int,
+        num_counters: int,
+        buffer_items: int,
+        clock: Clock,
+        tombstone_grace_ms: int = 3_600_000,
+    ) -> None:
+        self._clock = clock
+        self.tombstone_grace_ms = tombstone_grace_ms
+        self._entries: dict[str, Entry] = {}
+        self._policy = Policy(max_cost, num_counters, buffer_items)
+        self._tombstones: dict[str, Version] = {}
+        self._tombstone_heap: list[tuple[int, str]] = []  # (timestamp, key), to purge
+        self._evicted: OrderedDict[str, Version] = OrderedDict()
+        self.flush_version: Version = NO_VERSION
+        self.pattern_removals: dict[str, Version] = {}
+        # Per bucket: the keys known there, and the XOR of their fingerprints.
+        self._buckets: list[set[str]] = [set() for _ in range(BUCKET_COUNT)]
+        self._digests: list[int] = [0] * BUCKET_COUNT
+        # Keys by the wall-clock second in which they expire, and a heap of
+        # those seconds: draining touches only the keys that are due.
+        self._expiring: dict[int, set[str]] = {}
+        self._expiry_heap: list[int] = []
+        self._interned_types: dict[str, str] = {}
+        self.stats = StoreStats()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key: str) -> bool:
+        return self.get(key, record=False) is not None
+
+    @property
+    def max_cost(self) -> int:
+        return self._policy.max_cost
+
+    @property
+    def used_cost(self) -> int:
+        return self._policy.used_cost
+
+    @property
+    def evictions(self) -> int:
+        return self._policy.evictions
+
+    @property
+    def rejections(self) -> int:
+        return self._policy.rejections
+
+    @property
+    def tombstone_count(self) -> int:
+        return len(self._tombstones)
+
+    def get(self, key: str, *, record: bool = True) -> Entry | None:
+        """The live entry for `key`, or None when absent or expired."""
+        entry = self._entries.get(key)
+        if entry is None:
+            if record:
+                self.stats.misses += 1
+            return None
+        if entry.expires_at and entry.expires_at <= self._clock.now_ms():
+            self._forget(key)
+            self.stats.expirations += 1
+            if record:
+                self.stats.misses += 1
+            return None
+        if record:
+            self.stats.hits += 1
+            self._policy.record_read(key)
+        return entry
+
+    def known_version(self, key: str) -> Version | None:
+        """The newest version of `key` this store knows: entry, tombstone or memo."""
+        entry = self._entries.get(key)
+        if entry is not None:
+            return entry.version
+        return self._tombstones.get(key) or self._evicted.get(key)
+
+    def set(
+        self, key: str, value: bytes, content_type: str, expires_at: int, version: Version
+    ) -> bool:
+        """Apply a versioned set; True when the value is now held.
+
+        An older version than one known for the key (or than the last flush,
+        or a matching pattern removal) is ignored. A newer one may still not
+        be held when the admission policy refuses it.
+        """
+        if not self._newer(key, version):
+            self.stats.stale_writes += 1
+            return False
+        self.stats.sets += 1
+        content_type = self._interned_types.setdefault(content_type, content_type)
+        cost = key_cost(key, value)
+        old = self._entries.get(key)
+        if old is not None:
+            self._unfile_expiry(key, old.expires_at)
+            self._toggle(key, old.version)
+            old.value, old.content_type = value, content_type
+            old.expires_at, old.version = expires_at, version
+            evicted = self._policy.update(key, cost)
+        else:
+            self._forget(key)
+            self._entries[key] = Entry(value, content_type, expires_at, version)
+            self._buckets[bucket_of(key)].add(key)
+            evicted = self._policy.add(key, cost)
+        self._toggle(key, version)
+        self._file_expiry(key, expires_at)
+        for victim in evicted:
+            self._evict(victim)
+        return key in self._entries
+
+    def remove(self, key: str, version: Version) -> bool:
+        """Apply a versioned remove; True when a live entry was removed."""
+        if not self._newer(key, version):
+            self.stats.stale_writes += 1
+            return False
+        entry = self._entries.get(key)
+        existed = entry is not None and not entry.expired(self._clock.now_ms())
+        if existed:
+            self.stats.removes += 1
+        self._forget(key)
+        self._entomb(key, version)
+        return existed
+
+    def remove_matching(self, pattern: str, version: Version) -> list[str]:
+        """Apply a versioned pattern removal; return the live keys it removed.
+
+        Every known key that matches (see `matcher`) and is older than
+        `version` is removed; the pattern itself is remembered for the grace
+        period so that older writes to matching keys arriving later are
+        ignored. This looks at every key: O(number of keys).
+        """
+        matches = matcher(pattern)
+        if self._within_grace(version):
+            previous = self.pattern_removals.get(pattern, NO_VERSION)
+            self.pattern_removals[pattern] = max(previous, version)
+        known = [*self._entries, *self._tombstones, *self._evicted]
+        now = self._clock.now_ms()
+        removed = []
+        for key in known:
+            if not matches(key):
+                continue
+            current = self.known_version(key)
+            if current is not None and current >= version:
+                continue
+            entry = self._entries.get(key)
+            if entry is not None and not entry.expired(now):
+                removed.append(key)
+                self.stats.removes += 1
+            self._forget(key)
+            self._entomb(key, version)
+        return removed
+
+    def flush(self, version: Version) -> bool:
+        """Apply a versioned flush: forget everything older. False if stale.
+
+        O(number of keys).
+        """
+        if version <= self.flush_version:
+            self.stats.stale_writes += 1
+            return False
+        self.flush_version = version
+        survivors = [e for e in self._entries.items() if e[1].version > version]
+        tombstones = [t for t in self._tombstones.items() if t[1] > version]
+        self._entries.clear()
+        self._policy.clear()
+        self._tombstones.clear()
+        self._tombstone_heap.clear()
+        self._evicted.clear()
+        self.pattern_removals = {p: v for p, v in self.pattern_removals.items() if v > version}
+        for bucket in self._buckets:
+            bucket.clear()
+        self._digests = [0] * BUCKET_COUNT
+        self._expiring.clear()
+        self._expiry_heap.clear()
+        for key, entry in survivors:
+            self._entries[key] = entry
+            self._buckets[bucket_of(key)].add(key)
+            self._toggle(key, entry.version)
+            self._file_expiry(key, entry.expires_at)
+            for victim in self._policy.add(key, key_cost(key, entry.value)):
+                self._evict(victim)
+        for key, tomb_version in tombstones:
+            self._entomb(key, tomb_version)
+        return True
+
+    def expire_due(self) -> int:
+        """Remove keys whose deadline has passed and tombstones past their grace.
+
+        Only the expiry buckets whose second is over are examined, so the work
+        is proportional to what expires. Returns the number of expired keys.
+        """
+        now = self._clock.now_ms()
+        current_second = now // 1000
+        removed = 0
+        heap = self._expiry_heap
+        while heap and heap[0] < current_second:
+            second = heapq.heappop(heap)
+            for key in self._expiring.pop(second, ()):
+                entry = self._entries.get(key)
+                if entry is not None and entry.expired(now):
+                    self._forget(key)
+                    removed += 1
+        self.stats.expirations += removed
+        self._purge_tombstones(now)
+        return removed
+
+    def scan(self, cursor: int, limit: int) -> tuple[list[tuple[str, Entry]], int]:
+        """Up to about `limit` live entries from bucket `cursor` on, and the next cursor.
+
+        Whole buckets are returned, so a page may hold a few more than `limit`
+        entries. The next cursor is 0 when the scan is complete. As with
+        Redis's SCAN, a key present for the whole scan is returned exactly once.
+        """
+        now = self._clock.now_ms()
+        page: list[tuple[str, Entry]] = []
+        bucket = cursor
+        buckets = self._buckets
+        while bucket < BUCKET_COUNT and len(page) < limit:
+            if buckets[bucket]:
+                for key in sorted(buckets[bucket]):
+                    entry = self._entries.get(key)
+                    if entry is not None and not entry.expired(now):
+                        page.append((key, entry))
+            bucket += 1
+        return page, (0 if bucket >= BUCKET_COUNT else bucket)
+
+    def items(self) -> Iterator[tuple[str, Entry]]:
+        """Every live entry, bucket by bucket; safe against changes between buckets."""
+        cursor = 0
+        while True:
+            page, cursor = self.scan(cursor, 1)
+            yield from page
+            if cursor == 0:
+                return
+
+    # Anti-entropy: what replicas compare.
+
+    def digests(self) -> list[int]:
+        """Per bucket, the XOR of the fingerprints of every (key, version) known."""
+        return list(self._digests)
+
+    def bucket_versions(self, bucket: int) -> dict[str, Version]:
+        """Every key known in `bucket` with its version (entries, tombstones, memos)."""
+        versions = {}
+        for key in self._buckets[bucket]:
+            version = self.known_version(key)
+            if version is not None:
+                versions[key] = version
+        return versions
+
+    def tombstone(self, key: str) -> Version | None:
+        return self._tombstones.get(key)
+
+    # Internals.
+
+    def _newer(self, key: str, version: Version) -> bool:
+        if version <= self.flush_version:
+            return False
+        known = self.known_version(key)
+        if known is not None and version <= known:
+            return False
+        return not any(
+            version < removal and matcher(pattern)(key)
+            for pattern, removal in self.pattern_removals.items()
+        )
+
+    def _within_grace(self, version: Version) -> bool:
+        return physical_ms(version[0]) + self.tombstone_grace_ms > self._clock.now_ms()
+
+    def _toggle(self, key: str, version: Version) -> None:
+        """Add or take out (XOR is its own inverse) a (key, version) in its digest."""
+        self._digests[bucket_of(key)] ^= fingerprint(key, version)
+
+    def _entomb(self, key: str, version: Version) -> None:
+        """Record a remove of `key` (whose other knowledge is already gone)."""
+        if not self._within_grace(version):
+            return
+        self._tombstones[key] = version
+        self._buckets[bucket_of(key)].add(key)
+        self._toggle(key, version)
+        heapq.heappush(self._tombstone_heap, (version[0], key))
+
+    def _purge_tombstones(self, now: int) -> None:
+        horizon = now - self.tombstone_grace_ms
+        heap = self._tombstone_heap
+        while heap and physical_ms(heap[0][0]) <= horizon:
+            timestamp, key = heapq.heappop(heap)
+            version = self._tombstones.get(key)
+            if version is not None and version[0] == timestamp:
+                del self._tombstones[key]
+                self._toggle(key, version)
+                self._discard_from_bucket(key)
+        for pattern, version in list(self.pattern_removals.items()):
+            if physical_ms(version[0]) <= horizon:
+                del self.pattern_removals[pattern]
+
+    def _forget(self, key: str) -> None:
+        """Take out whatever the store knows of `key`: entry, tombstone or memo."""
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self._policy.remove(key)
+            self._unfile_expiry(key, entry.expires_at)
+            self._toggle(key, entry.version)
+        version = self._tombstones.pop(key, None) or self._evicted.pop(key, None)
+        if version is not None:
+            self._toggle(key, version)
+        self._discard_from_bucket(key)
+
+    def _evict(self, key: str) -> None:
+        """The policy let `key` go: keep only its version, so digests still agree."""
+        entry = self._entries.pop(key, None)
+        if entry is None:
+            return
+        self._unfile_expiry(key, entry.expires_at)
+        self._evicted[key] = entry.version  # its fingerprint stays in the digest
+        if len(self._evicted) > EVICTION_MEMO_SIZE:
+            old_key, old_version = self._evicted.popitem(last=False)
+            self._toggle(old_key, old_version)
+            self._discard_from_bucket(old_key)
+
+    def _discard_from_bucket(self, key: str) -> None:
+        if key not in self._entries and key not in self._tombstones and key not in self._evicted:
+            self._buckets[bucket_of(key)].discard(key)
+
+    def _file_expiry(self, key: str, expires_at: int) -> None:
+        if expires_at == NO_EXPIRY:
+            return
+        second = expires_at // 1000
+        keys = self._expiring.get(second)
+        if keys is None:
+            keys = self._expiring[second] = set()
+            heapq.heappush(self._expiry_heap, second)
+        keys.add(key)
+
+    def _unfile_expiry(self, key: str, expires_at: int) -> None:
+        if expires_at == NO_EXPIRY:
+            return
+        keys = self._expiring.get(expires_at // 1000)
+        if keys is not None:
+            keys.discard(key)
