@@ -14,13 +14,16 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+import attrs
+import trio
 from quart import Response, request
 from quart_trio import QuartTrio
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestTimeout
 
 from phoenix import __version__
 from phoenix.errors import InvalidRequest, RequestError, TooLarge
 from phoenix.node import Node
+from phoenix.replication import Acks
 from phoenix.store import DEFAULT_CONTENT_TYPE, Entry
 
 # /list without allValue=true shows this many characters of each value.
@@ -72,13 +75,15 @@ def register_routes(app: QuartTrio, node: Node) -> None:
             raise TooLarge(
                 f"value is larger than max_value_size ({node.config.max_value_size} bytes)"
             )
-        value = await request.get_data(cache=False, as_text=False, parse_form_data=False)
+        value = await _read_value(node.config.max_value_size, node.config.read_timeout)
         content_type = request.headers.get("Content-Type", DEFAULT_CONTENT_TYPE)
-        stored = node.set(key, value, content_type, ttl)
-        return json_response({"stored": stored})
+        acks = _write_concern(node, params)
+        stored = node.set(key, value, content_type, ttl, acks)
+        return await _answer_write(node, acks, {"stored": stored})
 
     @app.route("/get", methods=["GET"])
     async def get_value() -> Response:
+        node.check_ready()
         key = _required(_query(), "key")
         node.check_key(key)
         entry = node.get(key)
@@ -88,6 +93,7 @@ def register_routes(app: QuartTrio, node: Node) -> None:
 
     @app.route("/trygetwithexpire", methods=["GET"])
     async def get_with_expiry() -> Response:
+        node.check_ready()
         key = _required(_query(), "key")
         node.check_key(key)
         entry = node.get(key)
@@ -99,6 +105,7 @@ def register_routes(app: QuartTrio, node: Node) -> None:
 
     @app.route("/getKeys", methods=["POST"])
     async def get_keys() -> Response:
+        node.check_ready()
         try:
             keys = json.loads(
                 await request.get_data(cache=False, as_text=False, parse_form_data=False)
@@ -121,14 +128,15 @@ def register_routes(app: QuartTrio, node: Node) -> None:
 
     @app.route("/list", methods=["GET"])
     async def list_entries() -> Response:
+        node.check_ready()
         params = _query()
         full_values = _flag(params.get("allValue", "false"), "allValue")
         now = node.clock.now_ms()
 
+        preview = None if full_values else LIST_PREVIEW_CHARS
+
         def item(key: str, entry: Entry) -> dict[str, Any]:
-            fields = _value_fields(entry.value)
-            if not full_values:
-                fields["value"] = fields["value"][:LIST_PREVIEW_CHARS]
+            fields = _value_fields(entry.value, preview)
             return {"key": key, **fields, "expires_in": _expires_in(entry, now)}
 
         if "limit" not in params and "cursor" not in params:
@@ -143,22 +151,71 @@ def register_routes(app: QuartTrio, node: Node) -> None:
 
     @app.route("/flush", methods=["POST"])
     async def flush() -> Response:
-        node.flush()
-        return json_response({"flushed": True})
+        acks = _write_concern(node, _query())
+        node.flush(acks)
+        return await _answer_write(node, acks, {"flushed": True})
 
     @app.route("/remove", methods=["GET", "POST", "DELETE"])
     async def remove() -> Response:
-        key = _required(_query(), "key")
-        return json_response({"removed": node.remove(key)})
+        params = _query()
+        key = _required(params, "key")
+        acks = _write_concern(node, params)
+        removed = node.remove(key, acks)
+        return await _answer_write(node, acks, {"removed": removed})
 
     @app.route("/removeallkeys", methods=["GET", "POST", "DELETE"])
     async def remove_matching() -> Response:
-        pattern = _required(_query(), "key")
-        return json_response(node.remove_matching(pattern))
+        params = _query()
+        pattern = _required(params, "key")
+        acks = _write_concern(node, params)
+        removed = node.remove_matching(pattern, acks)
+        return await _answer_write(node, acks, removed)
+
+    @app.route("/cluster", methods=["GET"])
+    async def cluster() -> Response:
+        report = node.last_catch_up
+        return json_response(
+            {
+                "node_id": node.id,
+                "incarnation": node.incarnation,
+                "ready": node.ready,
+                "recovery": node.recovery,
+                "last_catch_up": None if report is None else attrs.asdict(report),
+                "peers": [peer.describe() for peer in node.peers],
+            }
+        )
 
     @app.route("/ping", methods=["GET"])
     async def ping() -> Response:
         return json_response({"node_id": node.id, "version": __version__})
+
+
+def _write_concern(node: Node, params: dict[str, str]) -> Acks | None:
+    """The `sync=N` parameter: how many peers must apply the write before we answer."""
+    text = params.get("sync")
+    if text is None:
+        return None
+    return node.acks_for(_bounded_int(text, "sync", 0, len(node.peers)))
+
+
+async def _answer_write(node: Node, acks: Acks | None, body: Any) -> Response:
+    """The write's answer, once `acks` (if any) are in or write_timeout has passed."""
+    if acks is None:
+        return json_response(body)
+    with trio.move_on_after(node.config.write_timeout):
+        await acks.wait()
+    if len(acks.peers) >= acks.needed:
+        return json_response(body, headers={"X-Acknowledged": str(len(acks.peers))})
+    missing = node.missing_acks(acks)
+    return json_response(
+        {
+            "error": f"only {len(acks.peers)} of {acks.needed} peers applied the write "
+            "within write_timeout; it is applied here and will reach the others",
+            "acknowledged": sorted(acks.peers),
+            "missing": missing,
+        },
+        504,
+    )
 
 
 _HTTP_MESSAGES = {
@@ -181,6 +238,18 @@ async def _stream_all(node: Node, item: Any) -> AsyncIterator[bytes]:
         if cursor == 0:
             break
     yield b"[]" if separator == b"[" else b"]"
+
+
+async def _read_value(limit: int, timeout: float) -> bytes:
+    """The request body, refused with 413 as soon as it grows past `limit`."""
+    value = bytearray()
+    with trio.move_on_after(timeout):
+        async for chunk in request.body:
+            value += chunk
+            if len(value) > limit:
+                raise TooLarge(f"value is larger than max_value_size ({limit} bytes)")
+        return bytes(value)
+    raise RequestTimeout()
 
 
 def _query() -> dict[str, str]:
@@ -226,12 +295,16 @@ def _flag(text: str, name: str) -> bool:
     return lowered in ("true", "1")
 
 
-def _value_fields(value: bytes) -> dict[str, Any]:
-    """A value for a JSON body: text as is, other bytes as base64 with a marker."""
+def _value_fields(value: bytes, preview: int | None = None) -> dict[str, Any]:
+    """A value for a JSON body: text as is, other bytes as base64 with a marker.
+
+    With `preview`, only that many characters (of text) or bytes (of binary).
+    """
     try:
-        return {"value": value.decode("utf-8")}
+        return {"value": value.decode("utf-8")[:preview]}
     except UnicodeDecodeError:
-        return {"value": base64.b64encode(value).decode("ascii"), "encoding": "base64"}
+        cut = value[:preview]
+        return {"value": base64.b64encode(cut).decode("ascii"), "encoding": "base64"}
 
 
 def _expires_in(entry: Entry, now_ms: int) -> float | None:

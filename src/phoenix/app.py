@@ -9,6 +9,7 @@ builds the app with `create_app` and runs the node in its root nursery.
 from __future__ import annotations
 
 import os
+import sys
 from typing import cast
 
 from quart_trio import QuartTrio
@@ -16,6 +17,7 @@ from quart_trio import QuartTrio
 from phoenix.api import register_routes
 from phoenix.config import Config
 from phoenix.errors import ConfigError
+from phoenix.internal_api import register_internal_routes
 from phoenix.limits import ASGIApp, Receive, RequestLimits, Scope, Send, send_json_error
 from phoenix.node import Node
 from phoenix.security import Whitelist, WhitelistGuard
@@ -31,13 +33,16 @@ def create_app(node: Node, *, run_node: bool = False) -> ASGIApp:
     quart.config.update(
         BODY_TIMEOUT=config.read_timeout,
         RESPONSE_TIMEOUT=config.write_timeout,
-        # /set refuses large values from Content-Length before reading them;
-        # this bounds bodies of any route, /getKeys included.
+        # Bounds the body of every route; /set checks max_value_size itself.
+        # A /getKeys key may take 6 bytes per byte as a JSON escape; a peer's
+        # batch holds up to 1 MiB of ops, each value up to max_value_size.
         MAX_CONTENT_LENGTH=max(
-            config.max_value_size, config.max_keys_per_request * (config.max_key_length + 8)
+            config.max_keys_per_request * (6 * config.max_key_length + 8),
+            2 * config.max_value_size + 2 * 1024 * 1024,
         ),
     )
     register_routes(quart, node)
+    register_internal_routes(quart, node)
     if run_node:
 
         @quart.before_serving
@@ -78,9 +83,11 @@ class _AppFromEnvironment:
 
 async def _refuse(scope: Scope, receive: Receive, send: Send, message: str) -> None:
     if scope["type"] == "lifespan":
-        await receive()
-        await send({"type": "lifespan.startup.failed", "message": message})
-    elif scope["type"] == "http":
+        # One clear line and a non-zero exit, as `phoenix serve` does; a failed
+        # lifespan would make hypercorn print a traceback and exit 0.
+        print(f"phoenix: error: {message}", file=sys.stderr, flush=True)
+        os._exit(2)
+    if scope["type"] == "http":
         await send_json_error(send, 500, message)
 
 

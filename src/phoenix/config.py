@@ -42,6 +42,7 @@ class Config:
     max_value_size: int = 1024 * 1024
     max_keys_per_request: int = 10_000
     tombstone_grace_seconds: float = 3600.0
+    outbox_size: int = 100_000
 
     # Where the file was read from: relative paths in it (the whitelist) are
     # resolved against its folder, and errors name it.
@@ -196,4 +197,5 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "max_value_size": _integer(0),
     "max_keys_per_request": _integer(1),
     "tombstone_grace_seconds": _seconds(),
+    "outbox_size": _integer(1),
 }

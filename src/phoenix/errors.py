@@ -30,3 +30,11 @@ class InvalidRequest(RequestError):
 
 class TooLarge(RequestError):
     status = 413
+
+
+class NotReady(RequestError):
+    status = 503
+
+
+class PeerCallFailed(PhoenixError):
+    """A call to a peer failed: it could not be reached, timed out or refused."""

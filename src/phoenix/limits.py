@@ -70,6 +70,13 @@ class RequestLimits:
         async def tracking_send(message: Message) -> None:
             nonlocal started
             started = True
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                # The server may close the connection inside this last send
+                # (max_requests_per_conn); the app cancels pending work as the
+                # request ends, which must not cut that close short.
+                with trio.CancelScope(shield=True), trio.move_on_after(self.deadline):
+                    await send(message)
+                return
             await send(message)
 
         try:

@@ -1,21 +1,28 @@
 """A PhoenixCache node: the store, the rules every write obeys, and its tasks.
 
-The HTTP layer (and any other front end) calls these plain methods; every
-write goes through `Node`, the one place where later it is also versioned and
-pushed to peers.
+The HTTP layer calls these plain methods; every local write goes through
+`Node.write`, which versions it, applies it and queues it to the peers.
+`Node.run` owns the node's background work in one nursery: expiry, one
+replicator per peer, the heartbeat, start-up recovery and catch-up.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Sequence
 
+import httpx
 import trio
 
 from phoenix.clock import Clock, HybridClock, Version, WallClock
 from phoenix.config import Config
-from phoenix.errors import InvalidRequest, TooLarge
+from phoenix.errors import InvalidRequest, NotReady, PeerCallFailed, TooLarge
 from phoenix.ops import FlushOp, Op, RemoveMatchingOp, RemoveOp, SetOp
+from phoenix.peer_client import PeerClient
+from phoenix.peers import Peer, PeerState
+from phoenix.recovery import CatchUpReport, catch_up
+from phoenix.replication import Acks, Outbox, Queued, replicate
 from phoenix.store import NO_EXPIRY, Entry, Store
 
 log = logging.getLogger("phoenix")
@@ -31,12 +38,20 @@ EXPIRY_INTERVAL = 1.0
 class Node:
     """One cache node. Start its background work with `await nursery.start(node.run)`."""
 
-    def __init__(self, config: Config, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Clock | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self.config = config
         self.clock: Clock = clock or WallClock()
-        # Without a configured id a fresh one per process start: a restarted
-        # node is a new incarnation to its peers.
+        # Without a configured id a fresh one per process start. The
+        # incarnation is always fresh: peers see that this process restarted
+        # (and lost its memory) even when node_id is fixed.
         self.id = config.node_id or secrets.token_hex(6)
+        self.incarnation = secrets.token_hex(6)
         self.hlc = HybridClock(self.clock)
         self.store = Store(
             max_cost=config.max_cost,
@@ -45,6 +60,15 @@ class Node:
             clock=self.clock,
             tombstone_grace_ms=int(config.tombstone_grace_seconds * 1000),
         )
+        self.peers = [Peer(url, Outbox(config.outbox_size)) for url in config.peers]
+        self.ready = not self.peers
+        self.recovery = "no peers configured" if self.ready else "starting"
+        self.last_catch_up: CatchUpReport | None = None
+        self._transport = transport
+        self._client: PeerClient | None = None
+        self._catch_up_wanted = trio.Event()
+
+    # Reads and the rules of input.
 
     def check_key(self, key: str) -> None:
         """Raise InvalidRequest or TooLarge unless `key` is an acceptable key."""
@@ -57,10 +81,19 @@ class Node:
                 f"key is longer than max_key_length ({self.config.max_key_length} bytes)"
             )
 
+    def check_ready(self) -> None:
+        """Raise NotReady while start-up recovery has not finished."""
+        if not self.ready:
+            raise NotReady("node is recovering its data from a peer; retry shortly")
+
     def get(self, key: str) -> Entry | None:
         return self.store.get(key)
 
-    def set(self, key: str, value: bytes, content_type: str, ttl: int) -> bool:
+    # Local writes: versioned here, applied, queued to peers.
+
+    def set(
+        self, key: str, value: bytes, content_type: str, ttl: int, acks: Acks | None = None
+    ) -> bool:
         """Store `value` for `ttl` seconds (0: no expiry); False if not admitted."""
         self.check_key(key)
         if len(value) > self.config.max_value_size:
@@ -71,27 +104,30 @@ class Node:
             raise InvalidRequest(f"ttl must be between 0 and {MAX_TTL_SECONDS} seconds")
         expires_at = self.clock.now_ms() + ttl * 1000 if ttl else NO_EXPIRY
         op = SetOp(key, value, content_type, expires_at, self._next_version())
-        return bool(self.write(op))
+        return bool(self.write(op, acks))
 
-    def remove(self, key: str) -> bool:
+    def remove(self, key: str, acks: Acks | None = None) -> bool:
         self.check_key(key)
-        return bool(self.write(RemoveOp(key, self._next_version())))
+        return bool(self.write(RemoveOp(key, self._next_version()), acks))
 
-    def remove_matching(self, pattern: str) -> list[str]:
+    def remove_matching(self, pattern: str, acks: Acks | None = None) -> list[str]:
         if not pattern:
             raise InvalidRequest("pattern must not be empty")
-        removed = self.write(RemoveMatchingOp(pattern, self._next_version()))
-        assert isinstance(removed, list)
+        op = RemoveMatchingOp(pattern, self._next_version())
+        removed = self.store.remove_matching(op.pattern, op.version)
+        self._push(op, acks)
         return removed
 
-    def flush(self) -> None:
-        self.write(FlushOp(self._next_version()))
+    def flush(self, acks: Acks | None = None) -> None:
+        self.write(FlushOp(self._next_version()), acks)
 
-    def write(self, op: Op) -> bool | list[str]:
-        """Apply a write made here; the one path every local write takes."""
-        return self.apply(op)
+    def write(self, op: Op, acks: Acks | None = None) -> object:
+        """Apply a write made here and queue it to every peer that takes pushes."""
+        result = self.apply(op)
+        self._push(op, acks)
+        return result
 
-    def apply(self, op: Op) -> bool | list[str]:
+    def apply(self, op: Op) -> object:
         """Apply a versioned write, local or from a peer (last writer wins)."""
         self.hlc.observe(op.version[0])
         store = self.store
@@ -103,13 +139,155 @@ class Node:
             return store.remove_matching(op.pattern, op.version)
         return store.flush(op.version)
 
+    def acks_for(self, needed: int) -> Acks:
+        """A write concern: wait for `needed` peers; InvalidRequest if there are fewer."""
+        others = [p for p in self.peers if p.state is not PeerState.SELF]
+        if not 0 <= needed <= len(others):
+            raise InvalidRequest(f"sync must be between 0 and {len(others)} (the other peers)")
+        return Acks(needed)
+
+    def missing_acks(self, acks: Acks) -> list[str]:
+        return [
+            p.url for p in self.peers if p.state is not PeerState.SELF and p.url not in acks.peers
+        ]
+
     def _next_version(self) -> Version:
         return (self.hlc.now(), self.id)
 
+    def _push(self, op: Op, acks: Acks | None) -> None:
+        for peer in self.peers:
+            if peer.accepts_pushes and not peer.outbox.put(Queued(op, acks)):
+                peer.fell_behind()
+                self._catch_up_wanted.set()
+
+    # Background work.
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """The node's background work; runs until cancelled."""
-        log.info("node %s ready", self.id)
-        task_status.started()
+        """The node's background work; runs until cancelled.
+
+        Reports started at once (writes are taken from then on); reads are
+        served once start-up recovery is done (`ready`).
+        """
+        async with httpx.AsyncClient(transport=self._transport, timeout=None) as http:
+            self._client = PeerClient(http, self.id, timeout=self.config.write_timeout)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._expire_forever)
+                for peer in self.peers:
+                    nursery.start_soon(self._replicate_to, peer)
+                log.info("node %s started (incarnation %s)", self.id, self.incarnation)
+                task_status.started()
+                if self.peers:
+                    await self._recover_at_start()
+                    nursery.start_soon(self._heartbeat_forever)
+                    nursery.start_soon(self._catch_up_forever)
+
+    async def _expire_forever(self) -> None:
         while True:
             await trio.sleep(EXPIRY_INTERVAL)
             self.store.expire_due()
+
+    async def _replicate_to(self, peer: Peer) -> None:
+        client = self._peer_client()
+
+        async def deliver(ops: Sequence[Op]) -> None:
+            await client.apply(peer.url, ops)
+
+        def still_wanted() -> bool:
+            return peer.accepts_pushes
+
+        await replicate(peer.url, peer.outbox, deliver, still_wanted)
+
+    async def _recover_at_start(self) -> None:
+        """Pull the data from the first live peer that is not this node.
+
+        Waits at most heart_beat_interval_in_seconds times
+        max_retries_to_disabled_node for
+        a peer to answer; then serves without a sync and says so.
+        """
+        config = self.config
+        patience = config.heart_beat_interval_in_seconds * config.max_retries_to_disabled_node
+        deadline = trio.current_time() + patience
+        while True:
+            await self._ping_all()
+            for peer in self.peers:
+                if peer.state is PeerState.UP and await self._catch_up_with(peer):
+                    self._become_ready(f"synced from {peer.url}")
+                    return
+            others = [p for p in self.peers if p.state is not PeerState.SELF]
+            if not others:
+                self._become_ready("no other peers")
+                return
+            if trio.current_time() >= deadline:
+                self._become_ready(f"no peer answered within {patience:g}s; serving without sync")
+                return
+            await trio.sleep(min(1.0, config.heart_beat_interval_in_seconds))
+
+    def _become_ready(self, how: str) -> None:
+        self.ready = True
+        self.recovery = how
+        log.info("node %s ready: %s", self.id, how)
+
+    async def _heartbeat_forever(self) -> None:
+        while True:
+            await trio.sleep(self.config.heart_beat_interval_in_seconds)
+            await self._ping_all()
+            if any(p.needs_catch_up and p.state is PeerState.UP for p in self.peers):
+                self._catch_up_wanted.set()
+
+    async def _catch_up_forever(self) -> None:
+        while True:
+            await self._catch_up_wanted.wait()
+            self._catch_up_wanted = trio.Event()
+            for peer in self.peers:
+                if peer.needs_catch_up and peer.state is PeerState.UP and peer.ready:
+                    await self._catch_up_with(peer)
+
+    async def _catch_up_with(self, peer: Peer) -> bool:
+        # Pushes resume now; the catch-up covers every write made before.
+        peer.needs_catch_up = False
+        try:
+            report = await catch_up(self.store, self.apply, self._peer_client(), peer.url)
+        except PeerCallFailed as error:
+            log.warning("catch-up with %s failed: %s", peer.url, error)
+            peer.needs_catch_up = True
+            return False
+        peer.last_catch_up_ms = self.clock.now_ms()
+        self.last_catch_up = report
+        log.info(
+            "caught up with %s: %d differing buckets, %d writes received, %d sent, %d bytes, %.3fs",
+            peer.url,
+            report.differing_buckets,
+            report.received,
+            report.sent,
+            report.bytes,
+            report.seconds,
+        )
+        return True
+
+    async def _ping_all(self) -> None:
+        async with trio.open_nursery() as nursery:
+            for peer in self.peers:
+                if peer.state is not PeerState.SELF:
+                    nursery.start_soon(self._ping, peer)
+
+    async def _ping(self, peer: Peer) -> None:
+        timeout = min(self.config.heart_beat_interval_in_seconds, self.config.write_timeout)
+        try:
+            info = await self._peer_client().ping(peer.url, timeout)
+        except PeerCallFailed as error:
+            peer.mark_missed(self.config.max_retries_to_disabled_node, str(error))
+            return
+        if info.node_id == self.id and info.incarnation == self.incarnation:
+            log.info("peer %s is this node itself; ignoring it", peer.url)
+            peer.state = PeerState.SELF
+            peer.outbox.drop()
+            return
+        if peer.incarnation is not None and info.incarnation != peer.incarnation:
+            # It restarted and lost its memory: catch it up once it is ready.
+            peer.needs_catch_up = True
+        peer.mark_answered(info.node_id, info.incarnation, info.ready, self.clock.now_ms())
+
+    def _peer_client(self) -> PeerClient:
+        if self._client is None:
+            raise RuntimeError("Node.run is not running")
+        return self._client

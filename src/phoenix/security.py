@@ -62,7 +62,7 @@ def _networks(entry: str) -> list[Network]:
     if not host:
         raise ValueError("empty entry")
     try:
-        return [ipaddress.ip_network(host, strict=False)]
+        return [_unmapped(ipaddress.ip_network(host, strict=False))]
     except ValueError:
         pass
     try:
@@ -72,6 +72,14 @@ def _networks(entry: str) -> list[Network]:
             f"not an address, a CIDR range or a resolvable host name ({error})"
         ) from None
     return [ipaddress.ip_network(str(info[4][0]).partition("%")[0]) for info in infos]
+
+
+def _unmapped(network: Network) -> Network:
+    """::ffff:a.b.c.d/n as the IPv4 range it stands for (sources are compared as IPv4)."""
+    mapped = getattr(network.network_address, "ipv4_mapped", None)
+    if mapped is None or network.prefixlen < 96:
+        return network
+    return ipaddress.IPv4Network(f"{mapped}/{network.prefixlen - 96}")
 
 
 def _strip_port(entry: str) -> str:
@@ -103,11 +111,14 @@ class WhitelistGuard:
         self.rejected = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        if scope["type"] in ("http", "websocket"):
             client = scope.get("client")
             address = client[0] if client else ""
             if not self.whitelist.allows(address):
                 self.rejected += 1
-                await send_json_error(send, 403, f"{address} is not in the whitelist")
+                if scope["type"] == "http":
+                    await send_json_error(send, 403, f"{address} is not in the whitelist")
+                else:
+                    await send({"type": "websocket.close", "code": 1008})
                 return
         await self.app(scope, receive, send)

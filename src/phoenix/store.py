@@ -111,7 +111,7 @@ class Store:
         self.flush_version: Version = NO_VERSION
         self.pattern_removals: dict[str, Version] = {}
         # Per bucket: the keys known there, and the XOR of their fingerprints.
-        self._buckets: list[set[str]] = [set() for _ in range(BUCKET_COUNT)]
+        self._buckets: dict[int, set[str]] = {}  # only non-empty buckets
         self._digests: list[int] = [0] * BUCKET_COUNT
         # Keys by the wall-clock second in which they expire, and a heap of
         # those seconds: draining touches only the keys that are due.
@@ -180,8 +180,7 @@ class Store:
         or a matching pattern removal) is ignored. A newer one may still not
         be held when the admission policy refuses it.
         """
-        if not self._newer(key, version):
-            self.stats.stale_writes += 1
+        if self._stale(key, version):
             return False
         self.stats.sets += 1
         content_type = self._interned_types.setdefault(content_type, content_type)
@@ -196,7 +195,7 @@ class Store:
         else:
             self._forget(key)
             self._entries[key] = Entry(value, content_type, expires_at, version)
-            self._buckets[bucket_of(key)].add(key)
+            self._file_in_bucket(key)
             evicted = self._policy.add(key, cost)
         self._toggle(key, version)
         self._file_expiry(key, expires_at)
@@ -206,8 +205,7 @@ class Store:
 
     def remove(self, key: str, version: Version) -> bool:
         """Apply a versioned remove; True when a live entry was removed."""
-        if not self._newer(key, version):
-            self.stats.stale_writes += 1
+        if self._stale(key, version):
             return False
         entry = self._entries.get(key)
         existed = entry is not None and not entry.expired(self._clock.now_ms())
@@ -221,29 +219,31 @@ class Store:
         """Apply a versioned pattern removal; return the live keys it removed.
 
         Every known key that matches (see `matcher`) and is older than
-        `version` is removed; the pattern itself is remembered for the grace
-        period so that older writes to matching keys arriving later are
-        ignored. This looks at every key: O(number of keys).
+        `version` is forgotten. The pattern itself is remembered for the
+        grace period, and keeps older writes to matching keys out, whenever
+        they arrive; it leaves no per-key tombstones, so that the outcome is
+        the same in any order. This looks at every key: O(number of keys).
         """
-        matches = matcher(pattern)
+        if version <= self.flush_version:
+            self.stats.stale_writes += 1
+            return []
         if self._within_grace(version):
             previous = self.pattern_removals.get(pattern, NO_VERSION)
             self.pattern_removals[pattern] = max(previous, version)
-        known = [*self._entries, *self._tombstones, *self._evicted]
+        matches = matcher(pattern)
         now = self._clock.now_ms()
         removed = []
-        for key in known:
+        for key in [*self._entries, *self._tombstones, *self._evicted]:
             if not matches(key):
                 continue
-            current = self.known_version(key)
-            if current is not None and current >= version:
+            known = self.known_version(key)
+            if known is None or known >= version:
                 continue
             entry = self._entries.get(key)
             if entry is not None and not entry.expired(now):
                 removed.append(key)
                 self.stats.removes += 1
             self._forget(key)
-            self._entomb(key, version)
         return removed
 
     def flush(self, version: Version) -> bool:
@@ -263,14 +263,13 @@ class Store:
         self._tombstone_heap.clear()
         self._evicted.clear()
         self.pattern_removals = {p: v for p, v in self.pattern_removals.items() if v > version}
-        for bucket in self._buckets:
-            bucket.clear()
+        self._buckets.clear()
         self._digests = [0] * BUCKET_COUNT
         self._expiring.clear()
         self._expiry_heap.clear()
         for key, entry in survivors:
             self._entries[key] = entry
-            self._buckets[bucket_of(key)].add(key)
+            self._file_in_bucket(key)
             self._toggle(key, entry.version)
             self._file_expiry(key, entry.expires_at)
             for victim in self._policy.add(key, key_cost(key, entry.value)):
@@ -312,8 +311,9 @@ class Store:
         bucket = cursor
         buckets = self._buckets
         while bucket < BUCKET_COUNT and len(page) < limit:
-            if buckets[bucket]:
-                for key in sorted(buckets[bucket]):
+            keys = buckets.get(bucket)
+            if keys:
+                for key in sorted(keys):
                     entry = self._entries.get(key)
                     if entry is not None and not entry.expired(now):
                         page.append((key, entry))
@@ -338,7 +338,7 @@ class Store:
     def bucket_versions(self, bucket: int) -> dict[str, Version]:
         """Every key known in `bucket` with its version (entries, tombstones, memos)."""
         versions = {}
-        for key in self._buckets[bucket]:
+        for key in self._buckets.get(bucket, ()):
             version = self.known_version(key)
             if version is not None:
                 versions[key] = version
@@ -349,16 +349,24 @@ class Store:
 
     # Internals.
 
-    def _newer(self, key: str, version: Version) -> bool:
-        if version <= self.flush_version:
-            return False
+    def _stale(self, key: str, version: Version) -> bool:
+        """Whether a write of `key` at `version` loses to what is already known.
+
+        It loses to a newer flush, a newer write of the key, or a newer
+        pattern removal that matches the key.
+        """
         known = self.known_version(key)
-        if known is not None and version <= known:
-            return False
-        return not any(
-            version < removal and matcher(pattern)(key)
-            for pattern, removal in self.pattern_removals.items()
+        stale = (
+            version <= self.flush_version
+            or (known is not None and version <= known)
+            or any(
+                version < removal and matcher(pattern)(key)
+                for pattern, removal in self.pattern_removals.items()
+            )
         )
+        if stale:
+            self.stats.stale_writes += 1
+        return stale
 
     def _within_grace(self, version: Version) -> bool:
         return physical_ms(version[0]) + self.tombstone_grace_ms > self._clock.now_ms()
@@ -372,7 +380,7 @@ class Store:
         if not self._within_grace(version):
             return
         self._tombstones[key] = version
-        self._buckets[bucket_of(key)].add(key)
+        self._file_in_bucket(key)
         self._toggle(key, version)
         heapq.heappush(self._tombstone_heap, (version[0], key))
 
@@ -415,8 +423,21 @@ class Store:
             self._discard_from_bucket(old_key)
 
     def _discard_from_bucket(self, key: str) -> None:
-        if key not in self._entries and key not in self._tombstones and key not in self._evicted:
-            self._buckets[bucket_of(key)].discard(key)
+        if key in self._entries or key in self._tombstones or key in self._evicted:
+            return
+        bucket = bucket_of(key)
+        keys = self._buckets.get(bucket)
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self._buckets[bucket]
+
+    def _file_in_bucket(self, key: str) -> None:
+        bucket = bucket_of(key)
+        keys = self._buckets.get(bucket)
+        if keys is None:
+            keys = self._buckets[bucket] = set()
+        keys.add(key)
 
     def _file_expiry(self, key: str, expires_at: int) -> None:
         if expires_at == NO_EXPIRY:

@@ -1,0 +1,71 @@
+"""Peer-to-peer routes under /internal: ping, apply, digests, bucket-digests, reconcile.
+
+A malformed request is refused with 400 before any part of it is applied.
+Access is guarded like every route (the whitelist, ahead of the app).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from quart import Response, request
+from quart_trio import QuartTrio
+
+from phoenix import recovery
+from phoenix.api import json_response
+from phoenix.errors import InvalidRequest
+from phoenix.node import Node
+from phoenix.ops import decode, encode
+from phoenix.peer_client import PREFIX
+
+
+async def _json_body() -> Any:
+    try:
+        return json.loads(await request.get_data(cache=False, as_text=False, parse_form_data=False))
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidRequest("body must be JSON") from None
+
+
+def register_internal_routes(app: QuartTrio, node: Node) -> None:
+    @app.route(PREFIX + "/ping", methods=["GET"], endpoint="internal_ping")
+    async def ping() -> Response:
+        return json_response(
+            {"node_id": node.id, "incarnation": node.incarnation, "ready": node.ready}
+        )
+
+    @app.route(PREFIX + "/apply", methods=["POST"], endpoint="internal_apply")
+    async def apply() -> Response:
+        body = await _json_body()
+        items = body.get("ops") if isinstance(body, dict) else None
+        if not isinstance(items, list):
+            raise InvalidRequest("body must be an object with an array 'ops'")
+        ops = [decode(item) for item in items]  # all checked before any is applied
+        for op in ops:
+            node.apply(op)
+        return json_response({"applied": len(ops)})
+
+    @app.route(PREFIX + "/digests", methods=["GET"], endpoint="internal_digests")
+    async def digests() -> Response:
+        return json_response(recovery.summary(node.store))
+
+    @app.route(PREFIX + "/bucket-digests", methods=["POST"], endpoint="internal_bucket_digests")
+    async def bucket_digests() -> Response:
+        body = await _json_body()
+        groups = body.get("groups") if isinstance(body, dict) else None
+        if not isinstance(groups, list) or not all(
+            isinstance(g, int) and 0 <= g < recovery.GROUP_COUNT for g in groups
+        ):
+            raise InvalidRequest(
+                f"groups must be an array of integers below {recovery.GROUP_COUNT}"
+            )
+        return json_response(recovery.bucket_digests(node.store, groups))
+
+    @app.route(PREFIX + "/reconcile", methods=["POST"], endpoint="internal_reconcile")
+    async def reconcile() -> Response:
+        body = await _json_body()
+        if not isinstance(body, dict):
+            raise InvalidRequest("body must be an object with 'buckets'")
+        buckets = recovery.parse_buckets(body.get("buckets"))
+        ops, wanted = recovery.reconcile(node.store, buckets)
+        return json_response({"ops": [encode(op) for op in ops], "wanted": wanted})

@@ -1,0 +1,236 @@
+"""Anti-entropy: two nodes find and exchange only what differs between them.
+
+Every key lives in one of the store's buckets, and each bucket keeps the XOR
+of the fingerprints of the (key, version) pairs it knows, updated with every
+write. To catch up with a peer, a node fetches the peer's bucket digests,
+lists its own (key, version) pairs for the buckets whose digests differ, and
+the peer answers with the writes the node lacks and the keys it wants in
+return; last writer wins decides each key. Work and bytes grow with the size
+of the difference, not of the cache.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import attrs
+
+from phoenix.clock import Version
+from phoenix.errors import InvalidRequest, PeerCallFailed
+from phoenix.ops import FlushOp, Op, RemoveMatchingOp, RemoveOp, SetOp, decode
+from phoenix.peer_client import PeerClient
+from phoenix.store import BUCKET_COUNT, NO_VERSION, Store
+
+log = logging.getLogger("phoenix.recovery")
+
+# Digests are compared in two levels: groups of this many buckets first (the
+# XOR of their digests), then the buckets of the groups that differ.
+GROUP_SIZE = 64
+GROUP_COUNT = BUCKET_COUNT // GROUP_SIZE
+# Groups whose bucket digests are asked for in one call.
+GROUPS_PER_CALL = 64
+# Buckets listed in one reconcile call.
+BUCKETS_PER_CALL = 256
+# Ops in one apply call while catching up.
+OPS_PER_CALL = 500
+
+
+@attrs.define
+class CatchUpReport:
+    peer: str
+    differing_buckets: int = 0
+    received: int = 0  # writes applied here
+    sent: int = 0  # writes sent to the peer
+    bytes: int = 0  # both directions, request and answer bodies
+    seconds: float = 0.0
+
+
+# The side that answers.
+
+
+def summary(store: Store) -> dict[str, Any]:
+    """What a peer compares first: flush version, pattern removals, group digests."""
+    return {
+        "flush_version": list(store.flush_version),
+        "pattern_removals": [[p, list(v)] for p, v in store.pattern_removals.items()],
+        "groups": _pack(_group_digests(store.digests())),
+    }
+
+
+def bucket_digests(store: Store, groups: Iterable[int]) -> dict[str, str]:
+    """The bucket digests of each listed group, packed."""
+    digests = store.digests()
+    return {
+        str(group): _pack(digests[group * GROUP_SIZE : (group + 1) * GROUP_SIZE])
+        for group in groups
+    }
+
+
+def reconcile(store: Store, theirs: dict[int, dict[str, Version]]) -> tuple[list[Op], list[str]]:
+    """For the listed buckets: the writes the peer lacks, and the keys we want."""
+    for_them: list[str] = []
+    wanted: list[str] = []
+    for bucket, their_versions in theirs.items():
+        mine = store.bucket_versions(bucket)
+        for key, version in mine.items():
+            their_version = their_versions.get(key)
+            if their_version is None or version > their_version:
+                for_them.append(key)
+        for key, their_version in their_versions.items():
+            my_version = mine.get(key)
+            if my_version is None or their_version > my_version:
+                wanted.append(key)
+    return export(store, for_them), wanted
+
+
+def export(store: Store, keys: Iterable[str]) -> list[Op]:
+    """The current write for each key: its entry, or its tombstone.
+
+    Evicted keys have no value here to send, and are skipped.
+    """
+    ops: list[Op] = []
+    for key in keys:
+        entry = store.get(key, record=False)
+        if entry is not None:
+            ops.append(SetOp(key, entry.value, entry.content_type, entry.expires_at, entry.version))
+            continue
+        tombstone = store.tombstone(key)
+        if tombstone is not None:
+            ops.append(RemoveOp(key, tombstone))
+    return ops
+
+
+def parse_buckets(data: Any) -> dict[int, dict[str, Version]]:
+    """The `buckets` of a reconcile request; InvalidRequest when malformed."""
+    if not isinstance(data, dict):
+        raise InvalidRequest("buckets must be an object")
+    parsed: dict[int, dict[str, Version]] = {}
+    for name, listing in data.items():
+        if not name.isdigit() or not 0 <= int(name) < BUCKET_COUNT:
+            raise InvalidRequest(f"bad bucket {name!r}")
+        if not isinstance(listing, list):
+            raise InvalidRequest("a bucket listing must be an array")
+        versions: dict[str, Version] = {}
+        for item in listing:
+            if (
+                not isinstance(item, list)
+                or len(item) != 3
+                or not isinstance(item[0], str)
+                or not isinstance(item[1], int)
+                or not isinstance(item[2], str)
+            ):
+                raise InvalidRequest("a listing item must be [key, timestamp, node id]")
+            versions[item[0]] = (item[1], item[2])
+        parsed[int(name)] = versions
+    return parsed
+
+
+# The side that asks.
+
+
+async def catch_up(
+    store: Store, apply: Callable[[Op], object], client: PeerClient, url: str
+) -> CatchUpReport:
+    """Exchange with the peer at `url` whatever differs; both end up with the newest."""
+    report = CatchUpReport(url)
+    started = time.monotonic()
+    bytes_before = client.bytes_sent + client.bytes_received
+    theirs = await client.digests(url)
+    to_send = _settle_flushes(store, apply, theirs)
+    differing = await _differing_buckets(store, client, url, theirs.get("groups"))
+    report.differing_buckets = len(differing)
+    wanted: list[str] = []
+    for start in range(0, len(differing), BUCKETS_PER_CALL):
+        listing = {
+            str(bucket): [[key, v[0], v[1]] for key, v in store.bucket_versions(bucket).items()]
+            for bucket in differing[start : start + BUCKETS_PER_CALL]
+        }
+        answer = await client.reconcile(url, listing)
+        try:
+            ops = [decode(item) for item in answer["ops"]]
+            wanted.extend(str(key) for key in answer["wanted"])
+        except (KeyError, TypeError, InvalidRequest) as error:
+            raise PeerCallFailed(f"{url}: malformed reconcile answer: {error}") from None
+        for op in ops:
+            apply(op)
+        report.received += len(ops)
+    to_send.extend(export(store, wanted))
+    for start in range(0, len(to_send), OPS_PER_CALL):
+        await client.apply(url, to_send[start : start + OPS_PER_CALL])
+    report.sent = len(to_send)
+    report.bytes = client.bytes_sent + client.bytes_received - bytes_before
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _settle_flushes(
+    store: Store, apply: Callable[[Op], object], theirs: dict[str, Any]
+) -> list[Op]:
+    """Apply the peer's newer flush and pattern removals; return ours it lacks."""
+    try:
+        their_flush = _version(theirs["flush_version"])
+        their_patterns = {str(p): _version(v) for p, v in theirs["pattern_removals"]}
+    except (KeyError, TypeError, ValueError) as error:
+        raise PeerCallFailed(f"malformed digests answer: {error}") from None
+    to_send: list[Op] = []
+    if their_flush > store.flush_version:
+        apply(FlushOp(their_flush))
+    elif store.flush_version > their_flush:
+        to_send.append(FlushOp(store.flush_version))
+    for pattern, version in their_patterns.items():
+        if store.pattern_removals.get(pattern, NO_VERSION) < version:
+            apply(RemoveMatchingOp(pattern, version))
+    for pattern, version in store.pattern_removals.items():
+        if their_patterns.get(pattern, NO_VERSION) < version:
+            to_send.append(RemoveMatchingOp(pattern, version))
+    return to_send
+
+
+def _version(data: Any) -> Version:
+    timestamp, node_id = data
+    if not isinstance(timestamp, int) or not isinstance(node_id, str):
+        raise TypeError("a version is [timestamp, node id]")
+    return (timestamp, node_id)
+
+
+async def _differing_buckets(
+    store: Store, client: PeerClient, url: str, their_groups: Any
+) -> list[int]:
+    mine = store.digests()
+    my_groups = _group_digests(mine)
+    groups = _unpack(their_groups, GROUP_COUNT)
+    differing_groups = [g for g in range(GROUP_COUNT) if my_groups[g] != groups[g]]
+    differing: list[int] = []
+    for start in range(0, len(differing_groups), GROUPS_PER_CALL):
+        chunk = differing_groups[start : start + GROUPS_PER_CALL]
+        answer = await client.bucket_digests(url, chunk)
+        for group in chunk:
+            theirs = _unpack(answer.get(str(group)), GROUP_SIZE)
+            first = group * GROUP_SIZE
+            differing.extend(first + i for i in range(GROUP_SIZE) if mine[first + i] != theirs[i])
+    return differing
+
+
+def _group_digests(digests: list[int]) -> list[int]:
+    groups = [0] * GROUP_COUNT
+    for bucket, digest in enumerate(digests):
+        groups[bucket // GROUP_SIZE] ^= digest
+    return groups
+
+
+def _pack(digests: Iterable[int]) -> str:
+    return base64.b64encode(b"".join(d.to_bytes(8, "big") for d in digests)).decode("ascii")
+
+
+def _unpack(text: Any, count: int) -> list[int]:
+    try:
+        raw = base64.b64decode(str(text), validate=True)
+    except ValueError:
+        raise PeerCallFailed("digests are not base64") from None
+    if len(raw) != count * 8:
+        raise PeerCallFailed(f"expected {count} digests, got {len(raw) // 8}")
+    return [int.from_bytes(raw[i : i + 8], "big") for i in range(0, len(raw), 8)]

@@ -1,0 +1,118 @@
+"""Push replication: a bounded outbox per peer and the task that drains it.
+
+A local write is queued to every peer that accepts pushes; one replicator task
+per peer sends what is queued in batches (bounded by count and bytes), in
+order, over the node's kept-alive HTTP client, retrying with backoff until it
+is delivered or the peer is disabled. A full outbox is never a silent loss:
+the peer is marked for catch-up by anti-entropy instead (peers.Peer).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+import attrs
+import trio
+
+from phoenix.errors import PeerCallFailed
+from phoenix.ops import Op, encoded_size
+
+log = logging.getLogger("phoenix.replication")
+
+MAX_BATCH_OPS = 500
+MAX_BATCH_BYTES = 1024 * 1024
+BACKOFF_FIRST = 0.05
+BACKOFF_MAX = 2.0
+
+
+@attrs.define(eq=False)
+class Acks:
+    """Who has applied one write; `wait` returns once `needed` peers have."""
+
+    needed: int
+    peers: set[str] = attrs.field(factory=set)
+    _done: trio.Event = attrs.field(factory=trio.Event)
+
+    def ack(self, url: str) -> None:
+        self.peers.add(url)
+        if len(self.peers) >= self.needed:
+            self._done.set()
+
+    async def wait(self) -> None:
+        if self.needed > 0:
+            await self._done.wait()
+
+
+@attrs.define(eq=False)
+class Queued:
+    op: Op
+    acks: Acks | None
+
+
+class Outbox:
+    """A bounded queue of writes for one peer (a trio memory channel)."""
+
+    def __init__(self, capacity: int) -> None:
+        self._send, self._receive = trio.open_memory_channel[Queued](capacity)
+
+    @property
+    def depth(self) -> int:
+        return self._send.statistics().current_buffer_used
+
+    def put(self, item: Queued) -> bool:
+        """Queue `item`; False when the outbox is full."""
+        try:
+            self._send.send_nowait(item)
+        except trio.WouldBlock:
+            return False
+        return True
+
+    def drop(self) -> None:
+        """Throw away everything queued (the peer will be caught up instead)."""
+        while True:
+            try:
+                self._receive.receive_nowait()
+            except trio.WouldBlock:
+                return
+
+    async def next_batch(self) -> list[Queued]:
+        """Wait for at least one write, then take what is queued, up to the bounds."""
+        batch = [await self._receive.receive()]
+        size = encoded_size(batch[0].op)
+        while len(batch) < MAX_BATCH_OPS and size < MAX_BATCH_BYTES:
+            try:
+                item = self._receive.receive_nowait()
+            except trio.WouldBlock:
+                break
+            batch.append(item)
+            size += encoded_size(item.op)
+        return batch
+
+
+Deliver = Callable[[Sequence[Op]], Awaitable[None]]
+
+
+async def replicate(
+    url: str, outbox: Outbox, deliver: Deliver, still_wanted: Callable[[], bool]
+) -> None:
+    """Drain `outbox` to one peer forever: batch, send, retry with backoff.
+
+    A batch is given up only when `still_wanted()` turns false (the peer was
+    disabled and will be caught up by anti-entropy).
+    """
+    while True:
+        batch = await outbox.next_batch()
+        delay = BACKOFF_FIRST
+        while still_wanted():
+            try:
+                await deliver([item.op for item in batch])
+            except PeerCallFailed as error:
+                log.debug("push of %d ops to %s failed: %s", len(batch), url, error)
+                await trio.sleep(delay)
+                delay = min(delay * 2, BACKOFF_MAX)
+                continue
+            for item in batch:
+                if item.acks is not None:
+                    item.acks.ack(url)
+            break

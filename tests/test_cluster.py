@@ -1,0 +1,298 @@
+"""The cluster in one trio run: push replication, heartbeat, recovery, convergence."""
+
+from __future__ import annotations
+
+import json
+
+import trio
+
+from cluster_harness import Cluster, cluster, contents, settle, url
+from phoenix.peers import PeerState
+
+NAMES = ["n1", "n2", "n3"]
+
+
+async def put(harness: Cluster, name: str, key: str, value: bytes, ttl: int = 0) -> None:
+    async with harness.client(name) as client:
+        response = await client.post("/set", params={"key": key, "ttl": ttl}, content=value)
+        assert response.status_code == 200, response.text
+
+
+async def call(harness: Cluster, name: str, method: str, path: str, **kwargs: object) -> object:
+    async with harness.client(name) as client:
+        response = await client.request(method, path, **kwargs)  # type: ignore[arg-type]
+        assert response.status_code == 200, response.text
+        return response.json()
+
+
+def assert_converged(harness: Cluster) -> dict[str, tuple[bytes, object]]:
+    states = [contents(node) for node in harness.nodes.values()]
+    for state in states[1:]:
+        assert state == states[0]
+    return states[0]
+
+
+async def test_every_write_kind_is_pushed_to_every_peer(autojump_clock: trio.abc.Clock) -> None:
+    async with cluster(NAMES) as harness:
+        await settle(3)
+        await put(harness, "n1", "user:1", b"one")
+        await put(harness, "n2", "user:2", b"two")
+        await put(harness, "n3", "other", b"three")
+        await settle(1)
+        assert {k for k in assert_converged(harness)} == {"user:1", "user:2", "other"}
+        await call(harness, "n2", "DELETE", "/remove", params={"key": "other"})
+        await settle(1)
+        assert set(assert_converged(harness)) == {"user:1", "user:2"}
+        await call(harness, "n3", "DELETE", "/removeallkeys", params={"key": "user:*"})
+        await settle(1)
+        assert assert_converged(harness) == {}
+        await put(harness, "n1", "again", b"x")
+        await settle(1)
+        await call(harness, "n2", "POST", "/flush")
+        await settle(1)
+        assert assert_converged(harness) == {}
+
+
+async def test_peer_is_disabled_after_exactly_max_retries_missed_heartbeats(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with cluster(["n1", "n2"], max_retries_to_disabled_node=3) as harness:
+        await settle(2)
+        peer = harness.nodes["n1"].peers[1]
+        assert peer.state is PeerState.UP
+        harness.network.partition("n2")
+        for missed in range(1, 3):
+            await trio.sleep(1)
+            assert peer.failures == missed
+            assert peer.state is PeerState.UP
+        await trio.sleep(1)
+        assert peer.failures == 3
+        assert peer.state is PeerState.DOWN
+        await put(harness, "n1", "while-away", b"v")
+        assert peer.outbox.depth == 0  # a disabled peer gets no pushes
+        harness.network.heal("n2")
+        await settle(3)
+        assert peer.state is PeerState.UP
+        assert contents(harness.nodes["n2"]).keys() == {"while-away"}
+
+
+async def test_partition_heals_and_both_sides_converge(autojump_clock: trio.abc.Clock) -> None:
+    async with cluster(NAMES) as harness:
+        await settle(2)
+        for i in range(50):
+            await put(harness, "n1", f"before{i}", b"v")
+        await settle(1)
+        harness.network.partition("n3")
+        await settle(5)
+        for i in range(20):
+            await put(harness, "n1", f"majority{i}", b"v")
+            await put(harness, "n3", f"minority{i}", b"v")
+        await call(harness, "n2", "DELETE", "/remove", params={"key": "before0"})
+        await call(harness, "n3", "DELETE", "/remove", params={"key": "before1"})
+        harness.network.heal("n3")
+        await settle(10)
+        state = assert_converged(harness)
+        assert len(state) == 50 - 2 + 40
+        assert "before0" not in state and "before1" not in state
+
+
+async def test_concurrent_writes_to_one_key_converge_to_the_same_winner(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with cluster(NAMES) as harness:
+        await settle(2)
+        harness.network.partition("n1")
+        harness.network.partition("n2")
+        harness.network.partition("n3")
+        written = {}
+        for name in NAMES:
+            await put(harness, name, "contested", name.encode())
+            entry = harness.nodes[name].store.get("contested")
+            assert entry is not None
+            written[name] = entry.version
+        assert len(set(written.values())) == 3
+        for name in NAMES:
+            harness.network.heal(name)
+        await settle(10)
+        value, version = assert_converged(harness)["contested"]
+        # The greatest version wins everywhere, whatever the order of arrival.
+        assert version == max(written.values())
+        assert value == version[1].encode()
+
+
+async def test_remove_while_peer_away_is_not_resurrected(autojump_clock: trio.abc.Clock) -> None:
+    async with cluster(NAMES) as harness:
+        await settle(2)
+        await put(harness, "n1", "doomed", b"v")
+        await settle(1)
+        harness.network.partition("n3")
+        await settle(5)
+        await call(harness, "n1", "DELETE", "/remove", params={"key": "doomed"})
+        await call(harness, "n2", "DELETE", "/removeallkeys", params={"key": "doom"})
+        harness.network.heal("n3")
+        await settle(10)
+        assert "doomed" not in assert_converged(harness)
+
+
+async def test_late_older_write_does_not_resurrect_a_removed_key(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with cluster(["n1", "n2"]) as harness:
+        await settle(2)
+        await put(harness, "n1", "k", b"old")
+        await settle(1)
+        old_op = {
+            "op": "set",
+            "key": "k",
+            "value": "b2xk",
+            "content_type": "t",
+            "expires_at": 0,
+            "version": list(harness.nodes["n1"].store.get("k").version),  # type: ignore[union-attr]
+        }
+        await call(harness, "n2", "DELETE", "/remove", params={"key": "k"})
+        await settle(1)
+        await call(harness, "n1", "POST", "/internal/apply", content=json.dumps({"ops": [old_op]}))
+        await settle(1)
+        assert "k" not in assert_converged(harness)
+
+
+async def test_flush_issued_while_a_node_was_away_is_applied_when_it_returns(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with cluster(NAMES) as harness:
+        await settle(2)
+        for i in range(10):
+            await put(harness, "n1", f"k{i}", b"v")
+        await settle(1)
+        harness.network.partition("n3")
+        await settle(5)
+        await call(harness, "n1", "POST", "/flush")
+        await put(harness, "n2", "after-flush", b"v")
+        harness.network.heal("n3")
+        await settle(10)
+        assert set(assert_converged(harness)) == {"after-flush"}
+
+
+async def test_tombstones_are_dropped_after_the_grace_period(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with cluster(["n1", "n2"], tombstone_grace_seconds=30) as harness:
+        await settle(2)
+        await put(harness, "n1", "k", b"v")
+        await call(harness, "n1", "DELETE", "/remove", params={"key": "k"})
+        await settle(1)
+        assert all(node.store.tombstone_count == 1 for node in harness.nodes.values())
+        await settle(31)
+        assert all(node.store.tombstone_count == 0 for node in harness.nodes.values())
+
+
+async def test_a_node_ignores_itself_in_peers(autojump_clock: trio.abc.Clock) -> None:
+    async with cluster(["n1", "n2"]) as harness:
+        await settle(3)
+        for name, node in harness.nodes.items():
+            states = {peer.url: peer.state for peer in node.peers}
+            assert states[url(name)] is PeerState.SELF
+        await put(harness, "n1", "k", b"v")
+        await settle(1)
+        pushes = [(src, dst) for src, dst, path in harness.network.requests if "apply" in path]
+        assert pushes
+        assert all(src != dst for src, dst in pushes)
+
+
+async def test_restarted_node_recovers_everything_at_start(autojump_clock: trio.abc.Clock) -> None:
+    async with cluster(NAMES) as harness:
+        await settle(2)
+        for i in range(100):
+            await put(harness, "n1", f"k{i}", b"v")
+        await settle(1)
+        harness.kill("n1")  # listed first in everyone's peers
+        await settle(5)
+        await put(harness, "n2", "while-down", b"v")
+        node = await harness.start("n1")
+        await settle(5)
+        assert node.ready
+        assert "synced from" in node.recovery
+        assert len(assert_converged(harness)) == 101
+
+
+async def test_reads_wait_for_start_up_recovery(autojump_clock: trio.abc.Clock) -> None:
+    async with cluster(["n1", "n2"]) as harness:
+        await settle(2)
+        harness.kill("n2")
+        harness.network.partition("n2")
+        node = await harness.start("n2")
+        async with harness.client("n2") as client:
+            response = await client.get("/get", params={"key": "k"})
+            assert response.status_code == 503
+            assert "recovering" in response.json()["error"]
+        assert not node.ready
+        await settle(5)  # no peer answers: a bounded wait, then serve
+        assert node.ready
+        assert "without sync" in node.recovery
+
+
+async def test_write_concern_waits_for_peers_or_names_the_missing(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with cluster(NAMES) as harness:
+        await settle(2)
+        async with harness.client("n1") as client:
+            response = await client.post("/set", params={"key": "k", "ttl": 0, "sync": 2})
+            assert response.status_code == 200
+            assert response.headers["X-Acknowledged"] == "2"
+            harness.network.cut.add(frozenset(("n1", "n3")))
+            response = await client.post("/set", params={"key": "k2", "ttl": 0, "sync": 2})
+            assert response.status_code == 504
+            assert response.json()["missing"] == [url("n3")]
+            response = await client.post("/set", params={"key": "k3", "ttl": 0, "sync": 3})
+            assert response.status_code == 400
+
+
+async def test_malformed_batch_is_refused_whole(autojump_clock: trio.abc.Clock) -> None:
+    async with cluster(["n1"]) as harness:
+        good = {"op": "set", "key": "a", "value": "dg==", "content_type": "t", "expires_at": 0}
+        good["version"] = [1 << 60, "x"]
+        bad = {"op": "set", "key": "b", "value": "not base64!", "expires_at": 0}
+        async with harness.client("n1") as client:
+            body = json.dumps({"ops": [good, bad]})
+            response = await client.post("/internal/apply", content=body)
+            assert response.status_code == 400
+        assert contents(harness.nodes["n1"]) == {}
+
+
+async def test_full_outbox_falls_back_to_catch_up(autojump_clock: trio.abc.Clock) -> None:
+    async with cluster(["n1", "n2"], outbox_size=5) as harness:
+        await settle(2)
+        harness.network.cut.add(frozenset(("n1", "n2")))
+        for i in range(20):
+            await put(harness, "n1", f"k{i}", b"v")
+        peer = harness.nodes["n1"].peers[1]
+        assert peer.needs_catch_up
+        harness.network.cut.clear()
+        await settle(5)
+        assert len(assert_converged(harness)) == 20
+
+
+async def test_catch_up_transfers_only_the_difference(autojump_clock: trio.abc.Clock) -> None:
+    async with cluster(["n1", "n2"]) as harness:
+        await settle(2)
+        n1, n2 = harness.nodes["n1"], harness.nodes["n2"]
+        for i in range(5000):
+            n1.set(f"key{i:06}", b"v" * 100, "t", 0)
+        await settle(5)
+        assert len(contents(n2)) == 5000
+        harness.network.partition("n2")
+        await settle(5)
+        for i in range(50):
+            n1.set(f"key{i:06}", b"w" * 100, "t", 0)
+        harness.network.heal("n2")
+        await settle(5)
+        assert_converged(harness)
+        report = n1.last_catch_up or n2.last_catch_up
+        assert report is not None
+        assert report.differing_buckets <= 50
+        assert report.received + report.sent == 50
+        # A full copy would carry 5000 values of 100 bytes (base64: 134 bytes).
+        full_copy = 5000 * 134
+        print(report)
+        assert report.bytes < full_copy / 2, report
