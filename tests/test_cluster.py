@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 
+import pytest
 import trio
 
 from cluster_harness import Cluster, cluster, contents, settle, url
@@ -296,3 +298,45 @@ async def test_catch_up_transfers_only_the_difference(autojump_clock: trio.abc.C
         full_copy = 5000 * 134
         print(report)
         assert report.bytes < full_copy / 2, report
+
+
+async def test_evicted_keys_are_not_fetched_again_by_catch_up(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # Every node has room for about 40 of the 200 entries: each evicts locally.
+    async with cluster(["n1", "n2"], max_cost=40 * 1000) as harness:
+        await settle(2)
+        n1, n2 = harness.nodes["n1"], harness.nodes["n2"]
+        for i in range(200):
+            n2.set(f"key{i:04}", b"v" * 500, "t", 0)
+        await settle(2)
+        assert n1.store.evictions + n1.store.rejections > 100
+        # The eviction memo keeps the digests equal: nothing differs.
+        assert n1.store.digests() == n2.store.digests()
+        harness.network.partition("n2")
+        await settle(5)
+        harness.network.heal("n2")
+        await settle(5)
+        reports = [node.last_catch_up for node in (n1, n2) if node.last_catch_up is not None]
+        assert reports
+        assert all(r.differing_buckets == 0 and r.received == r.sent == 0 for r in reports)
+
+
+async def test_peer_state_changes_are_logged_once_not_on_every_beat(
+    autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="phoenix.peers")
+    async with cluster(["n1", "n2"]) as harness:
+        await settle(2)
+        harness.network.partition("n2")
+        await settle(20)
+        harness.network.heal("n2")
+        await settle(5)
+    about_n2 = [
+        r.getMessage() for r in caplog.records if r.getMessage().startswith("peer http://n2")
+    ]
+    assert [m.split()[-1] if "up" in m.split()[-1] else "down" for m in about_n2] == [
+        "up",
+        "down",
+        "up",
+    ]
