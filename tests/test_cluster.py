@@ -335,3 +335,16 @@ async def test_peer_state_changes_are_logged_once_not_on_every_beat(
     messages = [r.getMessage() for r in caplog.records if r.name == "phoenix.peers"]
     about_n2 = [m for m in messages if m.startswith("peer http://n2")]
     assert ["down" if " is down " in m else "up" for m in about_n2] == ["up", "down", "up"]
+
+
+async def test_peers_replicate_with_the_cluster_key_and_strangers_are_refused(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with cluster(["n1", "n2"], cluster_key="k" * 20) as harness:
+        await settle(2)
+        await put(harness, "n1", "k", b"v")
+        await settle(1)
+        assert set(contents(harness.nodes["n2"])) == {"k"}
+        async with harness.client("n2") as stranger:
+            response = await stranger.post("/internal/apply", content=b'{"ops": []}')
+            assert response.status_code == 401

@@ -21,6 +21,7 @@ from phoenix.app import create_app
 from phoenix.config import Config
 from phoenix.limits import ASGIApp, Message, Receive, RequestLimits, Scope, Send
 from phoenix.node import Node
+from phoenix.security import Guard
 
 
 @pytest.fixture
@@ -162,10 +163,12 @@ async def set_in_flight(client: httpx.AsyncClient, key: str) -> AsyncIterator[No
 
 
 async def test_second_request_in_flight_from_same_address_is_429(app: ASGIApp) -> None:
-    assert isinstance(app, RequestLimits)
+    assert isinstance(app, Guard)
+    limits = app.app
+    assert isinstance(limits, RequestLimits)
     async with client_of(app, "127.0.0.1") as same, client_of(app, "10.0.0.2") as other:
         async with set_in_flight(same, "held"):
-            assert app.in_flight == {"127.0.0.1": 1}
+            assert limits.in_flight == {"127.0.0.1": 1}
 
             refused = await same.get("/ping")
             assert refused.status_code == 429
@@ -177,7 +180,7 @@ async def test_second_request_in_flight_from_same_address_is_429(app: ASGIApp) -
             assert served.status_code == 200
             assert served.json()["node_id"] == "limits-node"
 
-        assert app.in_flight == {}
+        assert limits.in_flight == {}
         assert (await same.get("/ping")).status_code == 200
 
 
@@ -196,8 +199,8 @@ async def test_sequential_requests_from_one_address_are_all_served(
 ) -> None:
     for _ in range(5):
         assert (await client.get("/ping")).status_code == 200
-    assert isinstance(app, RequestLimits)
-    assert app.in_flight == {}
+    assert isinstance(app, Guard) and isinstance(app.app, RequestLimits)
+    assert app.app.in_flight == {}
 
 
 async def test_cap_counts_requests_in_flight_per_address() -> None:
@@ -335,5 +338,5 @@ async def test_body_not_received_within_read_timeout_is_408(
     assert response.headers["content-type"] == "application/json"
     assert "read_timeout" in response.json()["error"]
     assert (await client.get("/get?key=k")).status_code == 404
-    assert isinstance(app, RequestLimits)
-    assert app.in_flight == {}
+    assert isinstance(app, Guard) and isinstance(app.app, RequestLimits)
+    assert app.app.in_flight == {}

@@ -16,7 +16,7 @@ from phoenix.config import Config
 from phoenix.errors import ConfigError
 from phoenix.limits import ASGIApp
 from phoenix.node import Node
-from phoenix.security import Whitelist, WhitelistGuard
+from phoenix.security import Guard, Whitelist
 
 ClientFrom = Callable[[str], httpx.AsyncClient]
 
@@ -170,8 +170,9 @@ def test_relative_whitelist_path_is_read_from_the_config_folder(tmp_path: Path) 
     config_path = tmp_path / "config.json"
     config_path.write_text('{"white_list_file_path": "whitelist.json", "num_counters": 1000}')
     app = create_app(Node(Config.load(config_path)))
-    assert isinstance(app, WhitelistGuard)
-    assert app.whitelist.allows("192.0.2.7")
+    assert isinstance(app, Guard)
+    assert app.whitelist is not None
+    assert app.whitelist.current.allows("192.0.2.7")
 
 
 # The guard in front of the API

@@ -20,7 +20,7 @@ from phoenix.errors import ConfigError
 from phoenix.internal_api import register_internal_routes
 from phoenix.limits import ASGIApp, Receive, RequestLimits, Scope, Send, send_json_error
 from phoenix.node import Node
-from phoenix.security import Whitelist, WhitelistGuard
+from phoenix.security import Guard, Keys, WhitelistFile, parse_networks
 
 
 def create_app(node: Node, *, run_node: bool = False) -> ASGIApp:
@@ -56,8 +56,12 @@ def create_app(node: Node, *, run_node: bool = False) -> ASGIApp:
         write_timeout=config.write_timeout,
     )
     whitelist_path = config.whitelist_path
-    if whitelist_path is not None:
-        app = WhitelistGuard(app, Whitelist.load(whitelist_path))
+    whitelist = None if whitelist_path is None else WhitelistFile(whitelist_path)
+    if whitelist is not None:
+        node.background.append(whitelist.watch)
+    keys = Keys(config.read_only_keys, config.read_write_keys, config.cluster_key)
+    trusted = parse_networks(config.trusted_proxies)
+    app = Guard(app, whitelist=whitelist, keys=keys, trusted_proxies=trusted)
     return app
 
 

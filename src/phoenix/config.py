@@ -6,6 +6,7 @@ docs/configuration.md says what each one does here.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import os
@@ -43,6 +44,16 @@ class Config:
     max_keys_per_request: int = 10_000
     tombstone_grace_seconds: float = 3600.0
     outbox_size: int = 100_000
+    # Security (docs/security.md). Keys are secrets: kept out of repr and logs.
+    read_only_keys: tuple[str, ...] = attrs.field(default=(), repr=False)
+    read_write_keys: tuple[str, ...] = attrs.field(default=(), repr=False)
+    cluster_key: str = attrs.field(default="", repr=False)
+    trusted_proxies: tuple[str, ...] = ()
+    certfile: str = ""
+    keyfile: str = ""
+    ca_certs: str = ""
+    require_client_cert: bool = False
+    protected_mode: bool = True
 
     # Where the file was read from: relative paths in it (the whitelist) are
     # resolved against its folder, and errors name it.
@@ -66,12 +77,32 @@ class Config:
 
     @property
     def whitelist_path(self) -> Path | None:
-        if not self.white_list_file_path:
+        return self.relative_path(self.white_list_file_path)
+
+    def relative_path(self, name: str) -> Path | None:
+        """A path named in the config, taken from the config file's folder."""
+        if not name:
             return None
-        path = Path(self.white_list_file_path)
+        path = Path(name)
         if not path.is_absolute() and self.source:
             path = Path(self.source).parent / path
         return path
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.certfile)
+
+    @property
+    def requires_keys(self) -> bool:
+        return bool(self.read_only_keys or self.read_write_keys)
+
+    @property
+    def loopback_only(self) -> bool:
+        """Whether the node listens on a loopback address only."""
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return self.host == "localhost"
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], source: str = "<config>") -> Config:
@@ -90,6 +121,10 @@ class Config:
                 values[key] = check(raw)
             except (TypeError, ValueError) as error:
                 raise ConfigError(f"{source}: key {key!r}: {error}") from None
+        if bool(values.get("certfile")) != bool(values.get("keyfile")):
+            raise ConfigError(f"{source}: keys 'certfile' and 'keyfile' go together")
+        if values.get("require_client_cert") and not values.get("ca_certs"):
+            raise ConfigError(f"{source}: key 'require_client_cert' needs 'ca_certs'")
         # The original treats 0 as "use the default" for these two; so do we.
         for key in ("max_retries_to_disabled_node", "heart_beat_interval_in_seconds"):
             if values.get(key) == 0:
@@ -172,6 +207,45 @@ def _peers(value: Any) -> tuple[str, ...]:
     return tuple(peers)
 
 
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"must be true or false, got {value!r}")
+    return value
+
+
+def _secret(value: Any) -> str:
+    """A key given as is, as "env:NAME" (an environment variable) or "file:PATH"."""
+    text = _string(value)
+    if text.startswith("env:"):
+        name = text[4:]
+        if name not in os.environ:
+            raise ValueError(f"environment variable {name} is not set")
+        text = os.environ[name]
+    elif text.startswith("file:"):
+        try:
+            text = Path(text[5:]).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise ValueError(f"cannot read key file: {error.__class__.__name__}") from None
+    text = text.strip()
+    if len(text) < 16:
+        raise ValueError("a key must be at least 16 characters long")
+    return text
+
+
+def _secrets(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise TypeError("must be a list of keys")
+    return tuple(_secret(item) for item in value)
+
+
+def _networks(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise TypeError("must be a list of addresses or CIDR ranges")
+    for item in value:
+        ipaddress.ip_network(_string(item), strict=False)
+    return tuple(value)
+
+
 def _node_id(value: Any) -> str:
     text = _string(value)
     if len(text) > 64 or not all(c.isalnum() or c in "-_." for c in text):
@@ -198,4 +272,13 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "max_keys_per_request": _integer(1),
     "tombstone_grace_seconds": _seconds(),
     "outbox_size": _integer(1),
+    "read_only_keys": _secrets,
+    "read_write_keys": _secrets,
+    "cluster_key": _secret,
+    "trusted_proxies": _networks,
+    "certfile": _string,
+    "keyfile": _string,
+    "ca_certs": _string,
+    "require_client_cert": _boolean,
+    "protected_mode": _boolean,
 }

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Sequence
+import ssl
+from collections.abc import Awaitable, Callable, Sequence
 
 import httpx
 import trio
@@ -33,6 +34,18 @@ MAX_TTL_SECONDS = 100 * 365 * 24 * 3600
 # How often expiry buckets are drained; expired keys are never returned in
 # between, because reads check the deadline too.
 EXPIRY_INTERVAL = 1.0
+
+
+def peer_tls_context(config: Config) -> ssl.SSLContext:
+    """How this node verifies peers' https certificates, and shows its own.
+
+    With ca_certs, peers are verified against that CA (else the system's);
+    with certfile, the node presents its certificate, for mutual TLS.
+    """
+    context = ssl.create_default_context(cafile=config.ca_certs or None)
+    if config.certfile:
+        context.load_cert_chain(config.certfile, config.keyfile)
+    return context
 
 
 class Node:
@@ -67,6 +80,9 @@ class Node:
         self._transport = transport
         self._client: PeerClient | None = None
         self._catch_up_wanted = trio.Event()
+        # More work for Node.run's nursery, added by whoever builds the app
+        # (the whitelist watcher), so that both ways of serving run it.
+        self.background: list[Callable[[], Awaitable[None]]] = []
 
     # Reads and the rules of input.
 
@@ -168,10 +184,19 @@ class Node:
         Reports started at once (writes are taken from then on); reads are
         served once start-up recovery is done (`ready`).
         """
-        async with httpx.AsyncClient(transport=self._transport, timeout=None) as http:
-            self._client = PeerClient(http, self.id, timeout=self.config.write_timeout)
+        async with httpx.AsyncClient(
+            transport=self._transport, timeout=None, verify=peer_tls_context(self.config)
+        ) as http:
+            self._client = PeerClient(
+                http,
+                self.id,
+                timeout=self.config.write_timeout,
+                cluster_key=self.config.cluster_key,
+            )
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._expire_forever)
+                for task in self.background:
+                    nursery.start_soon(task)
                 for peer in self.peers:
                     nursery.start_soon(self._replicate_to, peer)
                 log.info("node %s started (incarnation %s)", self.id, self.incarnation)

@@ -31,9 +31,13 @@ class PeerInfo:
 class PeerClient:
     """The HTTP calls a node makes to its peers."""
 
-    def __init__(self, client: httpx.AsyncClient, node_id: str, timeout: float) -> None:
+    def __init__(
+        self, client: httpx.AsyncClient, node_id: str, timeout: float, cluster_key: str = ""
+    ) -> None:
         self._client = client
-        self._node_id = node_id
+        self._headers = {"X-Phoenix-Node": node_id}
+        if cluster_key:
+            self._headers["Authorization"] = f"Bearer {cluster_key}"
         self.timeout = timeout
         self.bytes_sent = 0
         self.bytes_received = 0
@@ -70,7 +74,7 @@ class PeerClient:
         self, method: str, url: str, path: str, payload: Any, timeout: float | None = None
     ) -> Any:
         content = None if payload is None else json.dumps(payload, separators=(",", ":")).encode()
-        headers = {"X-Phoenix-Node": self._node_id}
+        headers = dict(self._headers)
         if content is not None:
             headers["Content-Type"] = "application/json"
             self.bytes_sent += len(content)

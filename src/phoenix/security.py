@@ -1,23 +1,42 @@
-"""Who may talk to a node: the whitelist of allowed source addresses.
+"""Who may talk to a node: the whitelist of source addresses, and API keys.
 
 The whitelist file has the original's format, {"allowed_nodes": [...]}, with
 entries that are IP addresses, CIDR ranges or host names (resolved when the
 file is loaded), each with an optional ":port" that is accepted and ignored:
 a client's source port is ephemeral, so it cannot be matched. Requests are
-checked against the connection's source address only, never a header.
+checked against the connection's source address only, never a header,
+unless the connection comes from a configured trusted proxy.
+
+API keys come in three kinds: read-only and read-write keys for clients, and
+the cluster key for the peer routes under /internal. docs/security.md says
+how to set them.
 """
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 import json
+import logging
 import socket
+from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 
+import trio
+
+from phoenix.config import Config
 from phoenix.errors import ConfigError
 from phoenix.limits import ASGIApp, Receive, Scope, Send, send_json_error
 
+log = logging.getLogger("phoenix.security")
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(entries: Iterable[str]) -> list[Network]:
+    """Addresses or CIDR ranges (checked already by the config)."""
+    return [_unmapped(ipaddress.ip_network(entry, strict=False)) for entry in entries]
 
 
 class Whitelist:
@@ -102,23 +121,188 @@ def _in_networks(address: str, networks: list[Network]) -> bool:
     return any(ip in network for network in networks)
 
 
-class WhitelistGuard:
-    """ASGI middleware answering 403 to sources outside the whitelist."""
+class WhitelistFile:
+    """The whitelist file, reloaded when it changes.
 
-    def __init__(self, app: ASGIApp, whitelist: Whitelist) -> None:
+    A broken edit keeps the last good list and logs one error (per distinct
+    problem), so a typo cannot lock the cluster out.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.current = Whitelist.load(path)
+        self._stamp = self._stat()
+        self._last_error = ""
+
+    def reload_if_changed(self) -> bool:
+        """Reload when the file's size or mtime changed; True if a new list is in force."""
+        stamp = self._stat()
+        if stamp == self._stamp:
+            return False
+        self._stamp = stamp
+        try:
+            self.current = Whitelist.load(self.path)
+        except ConfigError as error:
+            if str(error) != self._last_error:
+                log.error("whitelist not reloaded, keeping the last good one: %s", error)
+                self._last_error = str(error)
+            return False
+        self._last_error = ""
+        log.info("whitelist reloaded from %s (%d networks)", self.path, len(self.current.networks))
+        return True
+
+    async def watch(self, interval: float = 1.0) -> None:
+        """Check the file every `interval` seconds, forever."""
+        while True:
+            await trio.sleep(interval)
+            self.reload_if_changed()
+
+    def _stat(self) -> tuple[int, int] | None:
+        try:
+            status = self.path.stat()
+        except OSError:
+            return None
+        return (status.st_mtime_ns, status.st_size)
+
+
+# Routes that change data need a read-write key; the peer routes the cluster key.
+WRITE_ROUTES = frozenset({"/set", "/remove", "/removeallkeys", "/flush"})
+INTERNAL_PREFIX = "/internal/"
+
+
+class Keys:
+    """The configured API keys, and what a presented key may do."""
+
+    def __init__(self, read_only: Iterable[str], read_write: Iterable[str], cluster: str) -> None:
+        self._read_only = [key.encode() for key in read_only]
+        self._read_write = [key.encode() for key in read_write]
+        self._cluster = cluster.encode()
+
+    @property
+    def required(self) -> bool:
+        return bool(self._read_only or self._read_write)
+
+    def refusal(self, path: str, presented: str | None) -> tuple[int, str] | None:
+        """Why the request may not go on, as (status, message); None when it may."""
+        if path.startswith(INTERNAL_PREFIX):
+            if not self._cluster:
+                return None
+            if presented is not None and _matches(presented.encode(), [self._cluster]):
+                return None
+            return 401, "peer routes need the cluster key"
+        if not self.required:
+            return None
+        if presented is None:
+            return 401, "an API key is required (Authorization: Bearer KEY)"
+        key = presented.encode()
+        if _matches(key, self._read_write):
+            return None
+        if _matches(key, self._read_only):
+            if path in WRITE_ROUTES:
+                return 403, "this API key is read-only"
+            return None
+        return 401, "invalid API key"
+
+
+def _matches(presented: bytes, keys: list[bytes]) -> bool:
+    """Constant-time comparison with every key: the time tells nothing of which."""
+    found = False
+    for key in keys:
+        found |= hmac.compare_digest(presented, key)
+    return found
+
+
+def presented_key(scope: Scope) -> str | None:
+    """The key of `Authorization: Bearer KEY` or `X-API-Key: KEY`, if any."""
+    for name, value in scope.get("headers", ()):
+        if name == b"authorization" and value[:7].lower() == b"bearer ":
+            return str(value[7:].decode("latin-1")).strip()
+        if name == b"x-api-key":
+            return str(value.decode("latin-1")).strip()
+    return None
+
+
+def client_address(scope: Scope, trusted_proxies: list[Network]) -> str:
+    """The connection's source address; behind a trusted proxy, X-Forwarded-For's.
+
+    Only when the connection comes from a configured trusted proxy is the
+    header read, right to left, skipping the trusted proxies in it.
+    """
+    client = scope.get("client")
+    address = str(client[0]) if client else ""
+    if not trusted_proxies or not _in_networks(address, trusted_proxies):
+        return address
+    forwarded = [
+        part.strip()
+        for name, value in scope.get("headers", ())
+        if name == b"x-forwarded-for"
+        for part in value.decode("latin-1").split(",")
+    ]
+    for hop in reversed(forwarded):
+        if not _in_networks(hop, trusted_proxies):
+            return str(hop)
+    return address
+
+
+class Guard:
+    """ASGI middleware: who may talk to the node, checked before anything else.
+
+    The source address (through trusted proxies only) must be in the
+    whitelist, when there is one (403); the request must carry a key that
+    allows the route, when keys are configured (401, or 403 for a read-only
+    key on a write route). The counts of refusals are kept for metrics.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        whitelist: WhitelistFile | None,
+        keys: Keys,
+        trusted_proxies: list[Network],
+    ) -> None:
         self.app = app
         self.whitelist = whitelist
-        self.rejected = 0
+        self.keys = keys
+        self.trusted_proxies = trusted_proxies
+        self.refused: Counter[int] = Counter()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] in ("http", "websocket"):
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        address = client_address(scope, self.trusted_proxies)
+        if self.trusted_proxies:
             client = scope.get("client")
-            address = client[0] if client else ""
-            if not self.whitelist.allows(address):
-                self.rejected += 1
-                if scope["type"] == "http":
-                    await send_json_error(send, 403, f"{address} is not in the whitelist")
-                else:
-                    await send({"type": "websocket.close", "code": 1008})
-                return
-        await self.app(scope, receive, send)
+            scope = {**scope, "client": (address, client[1] if client else 0)}
+        refusal = None
+        if self.whitelist is not None and not self.whitelist.current.allows(address):
+            refusal = 403, f"{address} is not in the whitelist"
+        else:
+            refusal = self.keys.refusal(scope["path"], presented_key(scope))
+        if refusal is None:
+            await self.app(scope, receive, send)
+            return
+        status, message = refusal
+        self.refused[status] += 1
+        if scope["type"] == "http":
+            await send_json_error(send, status, message)
+        else:
+            await send({"type": "websocket.close", "code": 1008})
+
+
+def protection_problem(config: Config) -> str | None:
+    """Why serving this config would expose an open cache (protected mode), if it would.
+
+    Like Redis's protected mode: a node listening beyond loopback needs a
+    whitelist or API keys, unless protected_mode is turned off.
+    """
+    if not config.protected_mode or config.loopback_only:
+        return None
+    if config.whitelist_path is not None or config.requires_keys:
+        return None
+    return (
+        f"refusing to serve on {config.port} with neither a whitelist nor API keys "
+        "(protected mode): set white_list_file_path or read_write_keys in the config, "
+        'listen on 127.0.0.1, or set "protected_mode": false (or pass --unprotected)'
+    )
