@@ -1,0 +1,88 @@
+"""A real node keeps serving through garbage, truncated requests and slow clients."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import httpx
+import trio
+
+from test_serve_process import phoenix_command, serving, write_config
+
+SEED = 20261125
+
+
+async def send_and_drop(port: int, payload: bytes, linger: float) -> None:
+    """Open a connection, send `payload`, read a little, close."""
+    with trio.move_on_after(2):
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        async with stream:
+            await stream.send_all(payload)
+            with trio.move_on_after(linger):
+                await stream.receive_some(4096)
+
+
+def hostile_payloads(rng: random.Random) -> list[bytes]:
+    request = b"POST /set?key=k&ttl=0 HTTP/1.1\r\nHost: n\r\nContent-Length: 10\r\n\r\n0123456789"
+    payloads = [rng.randbytes(rng.randint(1, 2048)) for _ in range(40)]
+    payloads += [request[: rng.randint(1, len(request) - 1)] for _ in range(20)]
+    payloads += [
+        b"GET /get?key=%ff%fe HTTP/1.1\r\nHost: n\r\n\r\n",
+        b"GET /" + b"a" * 100_000 + b" HTTP/1.1\r\n\r\n",
+        b"POST /set?key=k&ttl=0 HTTP/1.1\r\nHost: n\r\nContent-Length: -5\r\n\r\n",
+        b"POST /set?key=k&ttl=0 HTTP/1.1\r\nHost: n\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"GET /get?key=k HTTP/1.1\r\n" + b"X-Filler: x\r\n" * 5000 + b"\r\n",
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + rng.randbytes(64),  # a TLS hello
+    ]
+    return payloads
+
+
+async def test_node_survives_random_bytes_and_truncated_requests(
+    tmp_path: Path, free_port: int
+) -> None:
+    config = write_config(tmp_path, {"port": f"127.0.0.1:{free_port}", "read_timeout": 1})
+    rng = random.Random(SEED)
+    command = phoenix_command("serve", "--config", str(config))
+    async with (
+        serving(command, free_port, tmp_path),
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{free_port}", timeout=5) as http,
+    ):
+        response = await http.post("/set", params={"key": "kept", "ttl": 0}, content=b"v")
+        assert response.status_code == 200
+        payloads = hostile_payloads(rng)
+        with trio.fail_after(30):
+            for start in range(0, len(payloads), 16):
+                async with trio.open_nursery() as nursery:
+                    for payload in payloads[start : start + 16]:
+                        nursery.start_soon(send_and_drop, free_port, payload, 0.2)
+        # Still serving, data intact.
+        assert (await http.get("/get", params={"key": "kept"})).content == b"v"
+        assert (await http.get("/ping")).status_code == 200
+
+
+async def test_slow_loris_body_is_cut_off_and_the_node_keeps_serving(
+    tmp_path: Path, free_port: int
+) -> None:
+    config = write_config(tmp_path, {"port": f"127.0.0.1:{free_port}", "read_timeout": 1})
+    async with serving(phoenix_command("serve", "--config", str(config)), free_port, tmp_path):
+        stream = await trio.open_tcp_stream("127.0.0.1", free_port)
+        async with stream:
+            head = b"POST /set?key=slow&ttl=0 HTTP/1.1\r\nHost: n\r\nContent-Length: 100\r\n\r\n"
+            await stream.send_all(head)
+            answer = b""
+            with trio.fail_after(5):
+                # One byte every 0.3 s: each read is quick, the body never completes.
+                for _ in range(15):
+                    try:
+                        await stream.send_all(b"x")
+                    except trio.BrokenResourceError:
+                        break
+                    with trio.move_on_after(0.3):
+                        answer += await stream.receive_some(4096)
+                    if answer:
+                        break
+            assert answer.startswith(b"HTTP/1.1 408")
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{free_port}", timeout=5) as http:
+            assert (await http.get("/get", params={"key": "slow"})).status_code == 404
+            assert (await http.get("/ping")).status_code == 200
