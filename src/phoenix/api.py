@@ -75,9 +75,9 @@ def register_routes(app: QuartTrio, node: Node) -> None:
             raise TooLarge(
                 f"value is larger than max_value_size ({node.config.max_value_size} bytes)"
             )
+        acks = _write_concern(node, params)
         value = await _read_value(node.config.max_value_size, node.config.read_timeout)
         content_type = request.headers.get("Content-Type", DEFAULT_CONTENT_TYPE)
-        acks = _write_concern(node, params)
         stored = node.set(key, value, content_type, ttl, acks)
         return await _answer_write(node, acks, {"stored": stored})
 
@@ -106,12 +106,7 @@ def register_routes(app: QuartTrio, node: Node) -> None:
     @app.route("/getKeys", methods=["POST"])
     async def get_keys() -> Response:
         node.check_ready()
-        try:
-            keys = json.loads(
-                await request.get_data(cache=False, as_text=False, parse_form_data=False)
-            )
-        except (ValueError, UnicodeDecodeError):
-            raise InvalidRequest("body must be a JSON array of key strings") from None
+        keys = await json_body("body must be a JSON array of key strings")
         if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
             raise InvalidRequest("body must be a JSON array of key strings")
         limit = node.config.max_keys_per_request
@@ -250,6 +245,14 @@ async def _read_value(limit: int, timeout: float) -> bytes:
                 raise TooLarge(f"value is larger than max_value_size ({limit} bytes)")
         return bytes(value)
     raise RequestTimeout()
+
+
+async def json_body(error: str) -> Any:
+    """The request body parsed as JSON; InvalidRequest(`error`) when it is not JSON."""
+    try:
+        return json.loads(await request.get_data(cache=False, as_text=False, parse_form_data=False))
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidRequest(error) from None
 
 
 def _query() -> dict[str, str]:

@@ -6,25 +6,15 @@ Access is guarded like every route (the whitelist, ahead of the app).
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
-from quart import Response, request
+from quart import Response
 from quart_trio import QuartTrio
 
 from phoenix import recovery
-from phoenix.api import json_response
+from phoenix.api import json_body, json_response
 from phoenix.errors import InvalidRequest
 from phoenix.node import Node
 from phoenix.ops import decode, encode
 from phoenix.peer_client import PREFIX
-
-
-async def _json_body() -> Any:
-    try:
-        return json.loads(await request.get_data(cache=False, as_text=False, parse_form_data=False))
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidRequest("body must be JSON") from None
 
 
 def register_internal_routes(app: QuartTrio, node: Node) -> None:
@@ -36,7 +26,7 @@ def register_internal_routes(app: QuartTrio, node: Node) -> None:
 
     @app.route(PREFIX + "/apply", methods=["POST"], endpoint="internal_apply")
     async def apply() -> Response:
-        body = await _json_body()
+        body = await json_body("body must be JSON")
         items = body.get("ops") if isinstance(body, dict) else None
         if not isinstance(items, list):
             raise InvalidRequest("body must be an object with an array 'ops'")
@@ -51,7 +41,7 @@ def register_internal_routes(app: QuartTrio, node: Node) -> None:
 
     @app.route(PREFIX + "/bucket-digests", methods=["POST"], endpoint="internal_bucket_digests")
     async def bucket_digests() -> Response:
-        body = await _json_body()
+        body = await json_body("body must be JSON")
         groups = body.get("groups") if isinstance(body, dict) else None
         if not isinstance(groups, list) or not all(
             isinstance(g, int) and 0 <= g < recovery.GROUP_COUNT for g in groups
@@ -63,7 +53,7 @@ def register_internal_routes(app: QuartTrio, node: Node) -> None:
 
     @app.route(PREFIX + "/reconcile", methods=["POST"], endpoint="internal_reconcile")
     async def reconcile() -> Response:
-        body = await _json_body()
+        body = await json_body("body must be JSON")
         if not isinstance(body, dict):
             raise InvalidRequest("body must be an object with 'buckets'")
         buckets = recovery.parse_buckets(body.get("buckets"))
