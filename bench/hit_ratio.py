@@ -1,0 +1,261 @@
+"""Hit ratios of phoenix.policy against LRU and Belady's optimum.
+
+Every key costs 1, so a cache's capacity is a number of entries. An access is
+a hit when the cache holds the key; a miss otherwise, after which the key is
+offered to the cache (the policy may refuse it). Belady's optimum (MIN, with
+bypass: a missed key whose next use is farther than every held key's is not
+kept) is computed from next-use indices and a heap; no online policy can do
+better.
+
+Streams:
+  zipf-S      seeded Zipf(s=S) over --keys keys
+  scan+hot    a loop over 4x the capacity, each step followed by a hot access
+              (Zipf 1.0 over a hot set half the capacity)
+  trace       an ARC ".lis" trace (gzip or plain): each line
+              `start_block num_blocks ignored request_no` stands for num_blocks
+              consecutive keys starting at start_block.
+
+The OLTP trace (../shared/traces/OLTP.lis.gz beside the checkout, used by
+default when it exists) is from N. Megiddo and D. S. Modha, "ARC: A
+Self-Tuning, Low Overhead Replacement Cache", USENIX FAST 2003; cite that
+paper wherever results on it are published.
+
+The policy runs with num_counters = 8 x capacity (--counters-per-entry), so
+for 2,000 entries the sketch has 16,384 counters and is halved every 163,840
+increments; with 10 x it would have 32,768, halved twice as rarely, which
+costs about half a point on OLTP. The "policy" column adapts the window (the
+default); "static1%" keeps it at 1%. The policy's sketch hashes with Python's
+salted str hash: set PYTHONHASHSEED to repeat a run exactly (figures move by
+a few tenths of a point from one seed to another).
+
+Usage: python bench/hit_ratio.py [--trace PATH] [--trace-capacities 1000,2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import heapq
+import itertools
+import random
+import sys
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from phoenix.policy import Policy
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_TRACE = REPO_ROOT.parent / "shared" / "traces" / "OLTP.lis.gz"
+
+
+# -- streams ------------------------------------------------------------------
+
+
+def zipf_stream(s: float, n_keys: int, length: int, seed: int) -> list[str]:
+    """`length` accesses to keys "k0".."k{n_keys-1}", key of rank r with weight 1/r**s."""
+    rng = random.Random(seed)
+    keys = [f"k{i}" for i in range(n_keys)]
+    rng.shuffle(keys)
+    cum_weights = list(itertools.accumulate(1.0 / (rank**s) for rank in range(1, n_keys + 1)))
+    return rng.choices(keys, cum_weights=cum_weights, k=length)
+
+
+def scan_hot_stream(capacity: int, length: int, seed: int) -> list[str]:
+    """A loop over 4 * capacity keys interleaved with Zipf(1.0) hits on capacity/2 hot keys."""
+    hot = zipf_stream(1.0, max(1, capacity // 2), length // 2, seed)
+    loop = itertools.cycle([f"scan{i}" for i in range(4 * capacity)])
+    out: list[str] = []
+    for hot_key in hot:
+        out.append(next(loop))
+        out.append(f"hot-{hot_key}")
+    return out
+
+
+def read_lis_trace(path: Path, limit: int | None = None) -> list[str]:
+    """The keys of an ARC .lis trace (gzip when the name ends in .gz)."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    names: dict[int, str] = {}
+    out: list[str] = []
+    with opener(path, "rt") as lines:
+        for line in lines:
+            fields = line.split()
+            if len(fields) < 2:
+                continue
+            start, count = int(fields[0]), int(fields[1])
+            for block in range(start, start + count):
+                name = names.get(block)
+                if name is None:
+                    name = names[block] = str(block)
+                out.append(name)
+            if limit is not None and len(out) >= limit:
+                return out[:limit]
+    return out
+
+
+# -- caches ---------------------------------------------------------------------
+
+
+def policy_hit_ratio(
+    stream: Sequence[str],
+    capacity: int,
+    *,
+    counters_per_entry: int = 8,
+    buffer_items: int = 64,
+    seed: int = 0,
+    adaptive: bool = True,
+) -> float:
+    policy = Policy(
+        capacity, counters_per_entry * capacity, buffer_items, seed=seed, adaptive=adaptive
+    )
+    hits = 0
+    contains = policy.__contains__
+    read = policy.record_read
+    add = policy.add
+    for key in stream:
+        if contains(key):
+            hits += 1
+            read(key)
+        else:
+            add(key, 1)
+    return hits / max(1, len(stream))
+
+
+def lru_hit_ratio(stream: Sequence[str], capacity: int) -> float:
+    cache: OrderedDict[str, None] = OrderedDict()
+    hits = 0
+    for key in stream:
+        if key in cache:
+            hits += 1
+            cache.move_to_end(key)
+        else:
+            cache[key] = None
+            if len(cache) > capacity:
+                cache.popitem(last=False)
+    return hits / max(1, len(stream))
+
+
+def belady_hit_ratio(stream: Sequence[str], capacity: int) -> float:
+    """Belady's MIN with bypass: evict (or do not keep) the key used farthest ahead."""
+    never = len(stream)
+    next_use = [never] * len(stream)
+    seen: dict[str, int] = {}
+    for i in range(len(stream) - 1, -1, -1):
+        key = stream[i]
+        next_use[i] = seen.get(key, never)
+        seen[key] = i
+    held: dict[str, int] = {}  # key -> its next use
+    heap: list[tuple[int, str]] = []  # (-next use, key); stale entries skipped lazily
+    hits = 0
+    for i, key in enumerate(stream):
+        upcoming = next_use[i]
+        if key in held:
+            hits += 1
+        elif len(held) >= capacity:
+            while -heap[0][0] != held.get(heap[0][1]):
+                heapq.heappop(heap)
+            farthest = -heap[0][0]
+            if upcoming >= farthest:
+                continue  # bypass: keeping this key cannot beat keeping the others
+            del held[heapq.heappop(heap)[1]]
+        if upcoming == never:
+            held.pop(key, None)
+            continue
+        held[key] = upcoming
+        heapq.heappush(heap, (-upcoming, key))
+    return hits / max(1, len(stream))
+
+
+# -- the table ------------------------------------------------------------------
+
+
+def measure(
+    name: str,
+    stream: Sequence[str],
+    capacities: Sequence[int],
+    policy_run: Callable[[Sequence[str], int, bool], float],
+) -> None:
+    for capacity in capacities:
+        started = time.perf_counter()
+        ours = policy_run(stream, capacity, True)
+        elapsed = time.perf_counter() - started
+        static = policy_run(stream, capacity, False)
+        lru = lru_hit_ratio(stream, capacity)
+        opt = belady_hit_ratio(stream, capacity)
+        print(
+            f"{name:<10} {len(stream):>9,} {capacity:>8,} {100 * ours:>8.2f}% "
+            f"{100 * static:>8.2f}% {100 * lru:>8.2f}% {100 * opt:>8.2f}% {elapsed:>7.1f}s",
+            flush=True,
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--trace",
+        type=Path,
+        default=None,
+        help=f"ARC .lis trace (default {DEFAULT_TRACE} if present)",
+    )
+    parser.add_argument(
+        "--trace-capacities", default="1000,2000,5000", help="comma-separated entry counts"
+    )
+    parser.add_argument(
+        "--trace-limit", type=int, default=None, help="use only the first N accesses"
+    )
+    parser.add_argument("--no-synthetic", action="store_true", help="only the trace")
+    parser.add_argument("--length", type=int, default=200_000, help="synthetic stream length")
+    parser.add_argument("--keys", type=int, default=10_000, help="keys in the Zipf streams")
+    parser.add_argument("--capacities", default="100,1000", help="capacities for the Zipf streams")
+    parser.add_argument(
+        "--counters-per-entry", type=int, default=8, help="num_counters = this x capacity"
+    )
+    parser.add_argument("--buffer-items", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args(argv)
+
+    def policy_run(stream: Sequence[str], capacity: int, adaptive: bool) -> float:
+        return policy_hit_ratio(
+            stream,
+            capacity,
+            counters_per_entry=args.counters_per_entry,
+            buffer_items=args.buffer_items,
+            seed=args.seed,
+            adaptive=adaptive,
+        )
+
+    print(
+        f"{'stream':<10} {'accesses':>9} {'capacity':>8} {'policy':>9} {'static1%':>9} "
+        f"{'LRU':>9} {'optimal':>9} {'time':>8}"
+    )
+    if not args.no_synthetic:
+        capacities = [int(c) for c in args.capacities.split(",")]
+        for s in (0.8, 1.0, 1.2):
+            measure(
+                f"zipf-{s}",
+                zipf_stream(s, args.keys, args.length, args.seed),
+                capacities,
+                policy_run,
+            )
+        for capacity in capacities:
+            measure(
+                "scan+hot",
+                scan_hot_stream(capacity, args.length, args.seed),
+                [capacity],
+                policy_run,
+            )
+    trace = args.trace
+    if trace is None and DEFAULT_TRACE.exists():
+        trace = DEFAULT_TRACE
+    if trace is not None:
+        stream = read_lis_trace(trace, args.trace_limit)
+        capacities = [int(c) for c in args.trace_capacities.split(",")]
+        measure(trace.name.split(".")[0], stream, capacities, policy_run)
+    else:
+        print("(no trace: pass --trace PATH)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
