@@ -7,7 +7,7 @@ trio's (virtual under autojump_clock), and the wall clock follows it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -41,6 +41,8 @@ class Network:
         self.cut: set[frozenset[str]] = set()
         self.isolated: set[str] = set()
         self.requests: list[tuple[str, str, str]] = []
+        # Drops any request for which this returns True: (source, target, path).
+        self.refuse: Callable[[str, str, str], bool] = lambda source, target, path: False
 
     def transport_for(self, source: str) -> httpx.AsyncBaseTransport:
         return _Link(self, source)
@@ -68,7 +70,9 @@ class _Link(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         target = request.url.host
         self.network.requests.append((self.source, target, request.url.path))
-        if not self.network.reachable(self.source, target):
+        if not self.network.reachable(self.source, target) or self.network.refuse(
+            self.source, target, request.url.path
+        ):
             raise httpx.ConnectError(f"{self.source} cannot reach {target}", request=request)
         return await self.network.apps[target].handle_async_request(request)
 
@@ -112,8 +116,13 @@ class Cluster:
 
 
 @asynccontextmanager
-async def cluster(names: list[str], **settings: Any) -> AsyncIterator[Cluster]:
-    """Start one node per name, each listing all of them as peers."""
+async def cluster(
+    names: list[str], refuse: Callable[[str, str, str], bool] | None = None, **settings: Any
+) -> AsyncIterator[Cluster]:
+    """Start one node per name, each listing all of them as peers.
+
+    `refuse` drops the requests it returns True for, from the very start.
+    """
     defaults: dict[str, Any] = {
         "heart_beat_interval_in_seconds": 1.0,
         "max_retries_to_disabled_node": 3,
@@ -124,6 +133,8 @@ async def cluster(names: list[str], **settings: Any) -> AsyncIterator[Cluster]:
     defaults["names"] = names
     async with trio.open_nursery() as nursery:
         harness = Cluster(Network(), {}, nursery, {}, defaults)
+        if refuse is not None:
+            harness.network.refuse = refuse
         for name in names:
             await harness.start(name)
         yield harness

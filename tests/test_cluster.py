@@ -348,3 +348,20 @@ async def test_peers_replicate_with_the_cluster_key_and_strangers_are_refused(
         async with harness.client("n2") as stranger:
             response = await stranger.post("/internal/apply", content=b'{"ops": []}')
             assert response.status_code == 401
+
+
+async def test_a_node_does_not_count_itself_towards_a_write_concern(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # Heartbeats cannot tell n1 which entry is itself; its pushes reach it.
+    def no_pings(source: str, target: str, path: str) -> bool:
+        return path.endswith("/ping")
+
+    async with cluster(["n1", "n2"], refuse=no_pings) as harness:
+        harness.kill("n2")
+        async with harness.client("n1") as client:
+            response = await client.post("/set", params={"key": "k", "ttl": 0, "sync": 1})
+        assert response.status_code == 504
+        assert response.json()["missing"] == [url("n2")]
+        # The push's answer told n1 that this entry is itself.
+        assert harness.nodes["n1"].peers[0].state is PeerState.SELF

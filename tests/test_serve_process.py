@@ -280,3 +280,12 @@ async def test_hypercorn_with_a_bad_config_says_why_without_a_traceback(
     stderr = result.stderr.decode()
     assert f"phoenix: error: {config}: key 'max_cost': must be >= 1, got -1" in stderr
     assert "Traceback" not in stderr
+
+
+async def test_protected_mode_refuses_an_open_node_beyond_loopback(tmp_path: Path) -> None:
+    config = write_config(tmp_path, {"port": ":18080", "white_list_file_path": ""})
+    result = await run_to_exit(phoenix_command("serve", "--config", str(config)), tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.decode().strip().splitlines()
+    assert len(lines) == 1, lines
+    assert "protected mode" in lines[0] and "--unprotected" in lines[0]

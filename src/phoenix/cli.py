@@ -1,70 +1,83 @@
-"""The `phoenix` command.
+"""The `phoenix` command: run a node, and talk to one.
 
     phoenix serve --config config.json
+    phoenix set greeting hello --ttl 60
+    phoenix get greeting
+    phoenix keys 'user:*'
+    phoenix cluster --url http://10.0.0.1:8080 --url http://10.0.0.2:8080
 
-Exit codes: 0 after a clean stop (Ctrl-C or SIGTERM), 1 when the node cannot
-start (for example its port is taken), 2 for a bad command line or config.
+`serve` exits with 0 after a clean stop (Ctrl-C or SIGTERM), 1 when the node
+cannot start (for example its port is taken), 2 for a bad command line or
+config.
+
+The client commands (get, set, del, keys, flush, cluster) exit with:
+
+    0  done
+    1  `get`: the key is not there
+    2  a bad command line or option (e.g. a URL), a refused API key, or a
+       request the node rejects (e.g. a key over max_key_length)
+    3  no node answered (unreachable, timed out, or a server error)
+
+They print errors as one line on stderr. docs/cli.md has examples.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import signal
+import os
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import trio
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve as hypercorn_serve
 
 from phoenix import __version__
-from phoenix.app import config_path, create_app
-from phoenix.config import Config
+from phoenix.client import (
+    DEFAULT_TIMEOUT,
+    DEFAULT_URL,
+    AuthError,
+    PhoenixClient,
+    PhoenixClientError,
+    RequestRejected,
+)
 from phoenix.errors import ConfigError
-from phoenix.node import Node
+
+# The server's modules (the node, the app, hypercorn) are imported where
+# `serve` needs them: without them a client command starts in half the time.
 
 log = logging.getLogger("phoenix")
 
-# A kept-alive connection is closed after this many requests when
-# max_requests_per_conn is 0 (unlimited): hypercorn always needs a number.
-_UNLIMITED_REQUESTS = 2**62
-
-
-def hypercorn_config(config: Config) -> HypercornConfig:
-    """The hypercorn settings that carry the node's listening address and limits."""
-    settings = HypercornConfig()
-    settings.bind = [config.bind]
-    # Typed int in hypercorn, but only handed to trio.fail_after, which takes floats.
-    settings.read_timeout = config.read_timeout  # type: ignore[assignment]
-    settings.keep_alive_max_requests = config.max_requests_per_conn or _UNLIMITED_REQUESTS
-    settings.accesslog = None
-    settings.errorlog = logging.getLogger("hypercorn.error")
-    return settings
-
-
-async def serve(
-    config: Config, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
-) -> None:
-    """Run one node until SIGINT or SIGTERM; the nursery that owns all its tasks."""
-    node = Node(config)
-    app = create_app(node)
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(node.run)
-            urls = await nursery.start(hypercorn_serve, app, hypercorn_config(config))
-            log.info("node %s serving on %s", node.id, ", ".join(urls))
-            task_status.started(urls)
-            async for signum in signals:
-                log.info("received %s, stopping", signal.Signals(signum).name)
-                nursery.cancel_scope.cancel()
-                break
+# Exit codes of the client commands.
+EXIT_OK = 0
+EXIT_NOT_FOUND = 1
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 3
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="phoenix", description="PhoenixCache node and tools.")
+    parser = argparse.ArgumentParser(
+        prog="phoenix",
+        description="PhoenixCache node and tools.",
+        epilog="Run 'phoenix COMMAND --help' for a command's options. Client commands exit "
+        "with 0 when done, 1 when `get` finds no key, 2 for a usage or config error, "
+        "3 when no node answered.",
+    )
     parser.add_argument("--version", action="version", version=f"phoenix {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_serve_parser(commands)
+    add_client_parsers(commands)
+    args = parser.parse_args(argv)
+    run: Callable[[argparse.Namespace], int] = args.run
+    return run(args)
+
+
+# phoenix serve
+
+
+def add_serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The `serve` command and every one of its options."""
     serve_parser = commands.add_parser("serve", help="run a cache node")
     serve_parser.add_argument(
         "--config",
@@ -74,7 +87,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve_parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
-    args = parser.parse_args(argv)
+    serve_parser.add_argument(
+        "--unprotected",
+        action="store_true",
+        help="serve beyond loopback with neither a whitelist nor API keys (protected mode off)",
+    )
+    serve_parser.set_defaults(run=run_serve)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """`phoenix serve`: run one node until Ctrl-C or SIGTERM; the exit code."""
+    from phoenix.app import config_path
+    from phoenix.config import Config
+    from phoenix.security import protection_problem
+    from phoenix.server import serve
 
     logging.basicConfig(
         level=args.log_level.upper(),
@@ -82,7 +108,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
-        trio.run(serve, Config.load(args.config or config_path()))
+        config = Config.load(args.config or config_path())
+        problem = None if args.unprotected else protection_problem(config)
+        if problem is not None:
+            raise ConfigError(f"{config.source}: {problem}")
+        trio.run(serve, config)
     except ConfigError as error:
         print(f"phoenix: error: {error}", file=sys.stderr)
         return 2
@@ -104,6 +134,231 @@ def _only_os_error(error: BaseException) -> OSError | None:
     while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
         error = error.exceptions[0]
     return error if isinstance(error, OSError) else None
+
+
+# The client commands: get, set, del, keys, flush, cluster.
+
+ClientCommand = Callable[[PhoenixClient, argparse.Namespace], int]
+
+
+def add_client_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The commands that talk to a running node through phoenix.client."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--url",
+        action="append",
+        metavar="URL",
+        help="a node's URL; repeat it for several nodes (default: $PHOENIX_URL, "
+        f"comma-separated, or {DEFAULT_URL})",
+    )
+    common.add_argument(
+        "--api-key", default=None, metavar="KEY", help="API key (default: $PHOENIX_API_KEY)"
+    )
+    common.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"for each request to a node (default: {DEFAULT_TIMEOUT:g})",
+    )
+
+    def add(
+        name: str, run: ClientCommand, summary: str, details: str = ""
+    ) -> argparse.ArgumentParser:
+        command = commands.add_parser(
+            name, parents=[common], help=summary, description=f"{summary}. {details}".strip()
+        )
+        command.set_defaults(run=_client_runner(run))
+        return command
+
+    get = add("get", _get, "print a key's value", "Writes the raw bytes; exits 1 when not found.")
+    get.add_argument("key", type=_utf8, metavar="KEY", help="the key")
+
+    set_ = add("set", _set, "store a value", "Reads the value from stdin when VALUE is omitted.")
+    set_.add_argument("key", type=_utf8, metavar="KEY", help="the key")
+    set_.add_argument(
+        "value", nargs="?", default=None, metavar="VALUE", help="the value (default: stdin)"
+    )
+    set_.add_argument(
+        "--ttl",
+        type=_whole_seconds,
+        default=0,
+        metavar="N",
+        help="seconds until the key expires (default: 0, never)",
+    )
+    set_.add_argument(
+        "--content-type",
+        default=None,
+        metavar="TYPE",
+        help="what `get` over HTTP answers with (default: application/octet-stream)",
+    )
+
+    delete = add("del", _delete, "remove a key", "Exits 0 whether or not it was there.")
+    delete.add_argument("key", type=_utf8, metavar="KEY", help="the key")
+
+    keys = add(
+        "keys",
+        _keys,
+        "list keys, one per line",
+        "PATTERN is a glob when it has *, ? or [ (case-sensitive; * matches any character), "
+        "else a substring, as for /removeallkeys.",
+    )
+    keys.add_argument(
+        "pattern", type=_utf8, nargs="?", default=None, metavar="PATTERN", help="(default: all)"
+    )
+
+    add("flush", _flush, "remove every key, on every node")
+    add("cluster", _cluster, "show a node's view of the cluster: its peers and their states")
+
+
+def _client_runner(command: ClientCommand) -> Callable[[argparse.Namespace], int]:
+    """Run `command` with a client built from the common options; map errors to exit codes."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            client = PhoenixClient(
+                args.url or _env_urls(),
+                api_key=args.api_key or os.environ.get("PHOENIX_API_KEY") or None,
+                timeout=args.timeout,
+            )
+        except ValueError as error:
+            return _fail(EXIT_USAGE, str(error))
+        try:
+            with client:
+                return command(client, args)
+        except (AuthError, RequestRejected) as error:
+            return _fail(EXIT_USAGE, str(error))
+        except PhoenixClientError as error:
+            return _fail(EXIT_UNAVAILABLE, str(error))
+        except BrokenPipeError:
+            # The reader went away (`phoenix keys | head`): not an error.
+            # Point stdout at /dev/null so that the flush at exit does not fail again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return EXIT_OK
+        except KeyboardInterrupt:
+            return 130
+
+    return run
+
+
+def _get(client: PhoenixClient, args: argparse.Namespace) -> int:
+    value = client.get(args.key)
+    if value is None:
+        return _fail(EXIT_NOT_FOUND, f"key not found: {args.key}", prefix="phoenix: ")
+    sys.stdout.buffer.write(value)
+    sys.stdout.buffer.flush()
+    return EXIT_OK
+
+
+def _set(client: PhoenixClient, args: argparse.Namespace) -> int:
+    # Bytes either way: stdin as it comes, an argument as the shell gave it.
+    value = sys.stdin.buffer.read() if args.value is None else os.fsencode(args.value)
+    if not client.set(args.key, value, ttl=args.ttl, content_type=args.content_type):
+        print(
+            f"phoenix: warning: the node did not keep {args.key}: "
+            "the cache is full of keys used more often",
+            file=sys.stderr,
+        )
+    return EXIT_OK
+
+
+def _delete(client: PhoenixClient, args: argparse.Namespace) -> int:
+    client.delete(args.key)
+    return EXIT_OK
+
+
+def _keys(client: PhoenixClient, args: argparse.Namespace) -> int:
+    out = sys.stdout.buffer
+    for key in client.keys(args.pattern):
+        out.write(key.encode("utf-8") + b"\n")
+    out.flush()
+    return EXIT_OK
+
+
+def _flush(client: PhoenixClient, args: argparse.Namespace) -> int:
+    client.flush()
+    return EXIT_OK
+
+
+def _cluster(client: PhoenixClient, args: argparse.Namespace) -> int:
+    print(cluster_table(client.cluster_status(), now_ms=time.time() * 1000))
+    return EXIT_OK
+
+
+def cluster_table(status: dict[str, Any], now_ms: float) -> str:
+    """/cluster as text: a line about the node that answered, then one row per peer.
+
+    node n1: ready; recovery: no other peers
+    URL                     NODE  STATE  FAILURES  OUTBOX  CATCH-UP  LAST CONTACT
+    http://127.0.0.1:8081   n2    up     0         0       no        0.3 s ago
+    """
+    ready = "ready" if status.get("ready") else "not ready (recovering)"
+    lines = [f"node {status.get('node_id')}: {ready}; recovery: {status.get('recovery')}"]
+    peers = status.get("peers") or []
+    if not peers:
+        lines.append("no peers configured")
+        return "\n".join(lines)
+    rows = [["URL", "NODE", "STATE", "FAILURES", "OUTBOX", "CATCH-UP", "LAST CONTACT"]]
+    for peer in peers:
+        # The node's own entry carries no node_id: it is the answering node's.
+        node_id = status.get("node_id") if peer.get("state") == "self" else peer.get("node_id")
+        rows.append(
+            [
+                str(peer.get("url")),
+                str(node_id or "-"),
+                str(peer.get("state")),
+                str(peer.get("consecutive_failures")),
+                str(peer.get("outbox_depth")),
+                "needed" if peer.get("needs_catch_up") else "no",
+                _ago(peer.get("last_contact_ms"), now_ms),
+            ]
+        )
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    for row in rows:
+        lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _ago(moment_ms: Any, now_ms: float) -> str:
+    if not isinstance(moment_ms, int | float):
+        return "never"
+    return f"{max(now_ms - moment_ms, 0) / 1000:.1f} s ago"
+
+
+def _env_urls() -> list[str]:
+    text = os.environ.get("PHOENIX_URL", "")
+    return [url.strip() for url in text.split(",") if url.strip()] or [DEFAULT_URL]
+
+
+def _fail(code: int, message: str, prefix: str = "phoenix: error: ") -> int:
+    """Print `message` as one line on stderr; return `code`."""
+    print(prefix + " ".join(message.split()), file=sys.stderr)
+    return code
+
+
+def _utf8(text: str) -> str:
+    """A key or pattern from the command line: it must be valid UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError(f"not valid UTF-8: {text!r}") from None
+    return text
+
+
+def _whole_seconds(text: str) -> int:
+    if not text.isascii() or not text.isdigit():
+        raise argparse.ArgumentTypeError(f"must be a whole number of seconds, got {text!r}")
+    return int(text)
+
+
+def _seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, got {text!r}")
+    return seconds
 
 
 if __name__ == "__main__":

@@ -125,6 +125,10 @@ class Config:
             raise ConfigError(f"{source}: keys 'certfile' and 'keyfile' go together")
         if values.get("require_client_cert") and not values.get("ca_certs"):
             raise ConfigError(f"{source}: key 'require_client_cert' needs 'ca_certs'")
+        # TLS files, like the whitelist, are found from the config file's folder.
+        for key in ("certfile", "keyfile", "ca_certs"):
+            if values.get(key) and source != "<config>":
+                values[key] = str(Path(source).parent / values[key])
         # The original treats 0 as "use the default" for these two; so do we.
         for key in ("max_retries_to_disabled_node", "heart_beat_interval_in_seconds"):
             if values.get(key) == 0:

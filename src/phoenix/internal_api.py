@@ -33,7 +33,9 @@ def register_internal_routes(app: QuartTrio, node: Node) -> None:
         ops = [decode(item) for item in items]  # all checked before any is applied
         for op in ops:
             node.apply(op)
-        return json_response({"applied": len(ops)})
+        return json_response(
+            {"applied": len(ops), "node_id": node.id, "incarnation": node.incarnation}
+        )
 
     @app.route(PREFIX + "/digests", methods=["GET"], endpoint="internal_digests")
     async def digests() -> Response:

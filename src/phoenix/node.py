@@ -214,8 +214,13 @@ class Node:
     async def _replicate_to(self, peer: Peer) -> None:
         client = self._peer_client()
 
-        async def deliver(ops: Sequence[Op]) -> None:
-            await client.apply(peer.url, ops)
+        async def deliver(ops: Sequence[Op]) -> bool:
+            applied_by = await client.apply(peer.url, ops)
+            if applied_by == (self.id, self.incarnation):
+                # Pushed to ourselves before the heartbeat found out.
+                self._found_self(peer)
+                return False
+            return True
 
         def still_wanted() -> bool:
             return peer.accepts_pushes
@@ -303,14 +308,20 @@ class Node:
             peer.mark_missed(self.config.max_retries_to_disabled_node, str(error))
             return
         if info.node_id == self.id and info.incarnation == self.incarnation:
-            log.info("peer %s is this node itself; ignoring it", peer.url)
-            peer.state = PeerState.SELF
-            peer.outbox.drop()
+            self._found_self(peer)
             return
         if peer.incarnation is not None and info.incarnation != peer.incarnation:
             # It restarted and lost its memory: catch it up once it is ready.
             peer.needs_catch_up = True
         peer.mark_answered(info.node_id, info.incarnation, info.ready, self.clock.now_ms())
+
+    def _found_self(self, peer: Peer) -> None:
+        if peer.state is not PeerState.SELF:
+            log.info("peer %s is this node itself; ignoring it", peer.url)
+        peer.state = PeerState.SELF
+        peer.node_id = self.id
+        peer.failures = 0
+        peer.outbox.drop()
 
     def _peer_client(self) -> PeerClient:
         if self._client is None:

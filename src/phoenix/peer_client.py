@@ -49,8 +49,13 @@ class PeerClient:
         except (KeyError, TypeError):
             raise PeerCallFailed(f"{url}: malformed ping answer") from None
 
-    async def apply(self, url: str, ops: Sequence[Op]) -> None:
-        await self._call("POST", url, "/apply", {"ops": [encode(op) for op in ops]})
+    async def apply(self, url: str, ops: Sequence[Op]) -> tuple[str, str]:
+        """Send writes; the (node id, incarnation) of the node that applied them."""
+        body = await self._call("POST", url, "/apply", {"ops": [encode(op) for op in ops]})
+        try:
+            return (str(body["node_id"]), str(body["incarnation"]))
+        except (KeyError, TypeError):
+            raise PeerCallFailed(f"{url}: malformed apply answer") from None
 
     async def digests(self, url: str) -> dict[str, Any]:
         body = await self._call("GET", url, "/digests", None)

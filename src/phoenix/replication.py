@@ -90,7 +90,9 @@ class Outbox:
         return batch
 
 
-Deliver = Callable[[Sequence[Op]], Awaitable[None]]
+# Sends a batch; True when a peer applied it, False when it turned out to be
+# this node itself (which must not count towards a write concern).
+Deliver = Callable[[Sequence[Op]], Awaitable[bool]]
 
 
 async def replicate(
@@ -106,13 +108,13 @@ async def replicate(
         delay = BACKOFF_FIRST
         while still_wanted():
             try:
-                await deliver([item.op for item in batch])
+                acknowledged = await deliver([item.op for item in batch])
             except PeerCallFailed as error:
                 log.debug("push of %d ops to %s failed: %s", len(batch), url, error)
                 await trio.sleep(delay)
                 delay = min(delay * 2, BACKOFF_MAX)
                 continue
             for item in batch:
-                if item.acks is not None:
+                if acknowledged and item.acks is not None:
                     item.acks.ack(url)
             break

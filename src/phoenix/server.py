@@ -1,0 +1,62 @@
+"""Running a node as a process: hypercorn and the node in one nursery.
+
+`phoenix serve` calls `serve(config)`; see docs/architecture.md for the tree
+of tasks it owns.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import ssl
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+
+from phoenix.app import create_app
+from phoenix.config import Config
+from phoenix.node import Node
+
+log = logging.getLogger("phoenix")
+
+# A kept-alive connection is closed after this many requests when
+# max_requests_per_conn is 0 (unlimited): hypercorn always needs a number.
+_UNLIMITED_REQUESTS = 2**62
+
+
+def hypercorn_config(config: Config) -> HypercornConfig:
+    """The hypercorn settings that carry the node's listening address and limits."""
+    settings = HypercornConfig()
+    settings.bind = [config.bind]
+    # Typed int in hypercorn, but only handed to trio.fail_after, which takes floats.
+    settings.read_timeout = config.read_timeout  # type: ignore[assignment]
+    settings.keep_alive_max_requests = config.max_requests_per_conn or _UNLIMITED_REQUESTS
+    settings.accesslog = None
+    settings.errorlog = logging.getLogger("hypercorn.error")
+    if config.tls:
+        settings.certfile = config.certfile
+        settings.keyfile = config.keyfile
+    if config.ca_certs:
+        settings.ca_certs = config.ca_certs
+    if config.require_client_cert:
+        settings.verify_mode = ssl.CERT_REQUIRED
+    return settings
+
+
+async def serve(
+    config: Config, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Run one node until SIGINT or SIGTERM; the nursery that owns all its tasks."""
+    node = Node(config)
+    app = create_app(node)
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(node.run)
+            urls = await nursery.start(hypercorn_serve, app, hypercorn_config(config))
+            log.info("node %s serving on %s", node.id, ", ".join(urls))
+            task_status.started(urls)
+            async for signum in signals:
+                log.info("received %s, stopping", signal.Signals(signum).name)
+                nursery.cancel_scope.cancel()
+                break
