@@ -21,7 +21,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, RequestTimeout
 
 from phoenix import __version__
-from phoenix.errors import InvalidRequest, RequestError, TooLarge
+from phoenix.errors import InvalidRequest, KeyNotFound, RequestError, TooLarge
 from phoenix.node import Node
 from phoenix.replication import Acks
 from phoenix.store import DEFAULT_CONTENT_TYPE, Entry
@@ -81,24 +81,24 @@ def register_routes(app: QuartTrio, node: Node) -> None:
         stored = node.set(key, value, content_type, ttl, acks)
         return await _answer_write(node, acks, {"stored": stored})
 
-    @app.route("/get", methods=["GET"])
-    async def get_value() -> Response:
+    def requested_entry() -> Entry:
+        """The entry named by `?key=`; 404 when it is missing or expired."""
         node.check_ready()
         key = _required(_query(), "key")
         node.check_key(key)
         entry = node.get(key)
         if entry is None:
-            return error_response(404, "key not found")
+            raise KeyNotFound("key not found")
+        return entry
+
+    @app.route("/get", methods=["GET"])
+    async def get_value() -> Response:
+        entry = requested_entry()
         return Response(entry.value, status=200, content_type=entry.content_type)
 
     @app.route("/trygetwithexpire", methods=["GET"])
     async def get_with_expiry() -> Response:
-        node.check_ready()
-        key = _required(_query(), "key")
-        node.check_key(key)
-        entry = node.get(key)
-        if entry is None:
-            return error_response(404, "key not found")
+        entry = requested_entry()
         body = _value_fields(entry.value)
         body["expires_in"] = _expires_in(entry, node.clock.now_ms())
         return json_response(body)

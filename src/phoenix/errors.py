@@ -28,6 +28,10 @@ class InvalidRequest(RequestError):
     status = 400
 
 
+class KeyNotFound(RequestError):
+    status = 404
+
+
 class TooLarge(RequestError):
     status = 413
 
