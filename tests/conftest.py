@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import httpx
 import pytest
@@ -15,6 +15,9 @@ from phoenix.limits import ASGIApp
 
 if TYPE_CHECKING:
     from phoenix.node import Node
+
+
+T = TypeVar("T")
 
 
 def pick_free_port() -> int:
@@ -69,3 +72,10 @@ async def client(app: ASGIApp) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://node") as http:
         yield http
+
+
+def layer(app: object, kind: type[T]) -> T:
+    """The middleware of type `kind` in the app's stack (each holds the next in `.app`)."""
+    while not isinstance(app, kind):
+        app = app.app  # type: ignore[attr-defined]
+    return app

@@ -365,3 +365,34 @@ async def test_a_node_does_not_count_itself_towards_a_write_concern(
         assert response.json()["missing"] == [url("n2")]
         # The push's answer told n1 that this entry is itself.
         assert harness.nodes["n1"].peers[0].state is PeerState.SELF
+
+
+@pytest.mark.parametrize("restart", [False, True], ids=["stays-down", "restarts"])
+async def test_survivors_exchange_what_a_dying_node_pushed_to_only_some(
+    autojump_clock: trio.abc.Clock, restart: bool
+) -> None:
+    settings = {"heart_beat_interval_in_seconds": 0.5, "max_retries_to_disabled_node": 2}
+    async with cluster(NAMES, anti_entropy_interval_in_seconds=0, **settings) as harness:
+        await settle(3)
+        harness.network.cut.add(frozenset(("n1", "n2")))  # n1's push to n2 is in flight...
+        async with harness.client("n1") as client:
+            response = await client.post("/set", params={"key": "k", "ttl": 0, "sync": 1})
+        assert response.headers["X-Acknowledged"] == "1"  # n3 applied it
+        harness.kill("n1")  # ...when n1 dies
+        harness.network.cut.clear()
+        if restart:
+            await settle(2)
+            await harness.start("n1")
+        await settle(10)
+        assert all("k" in contents(node) for node in harness.nodes.values())
+
+
+async def test_periodic_anti_entropy_repairs_what_no_event_reported(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with cluster(["n1", "n2"], anti_entropy_interval_in_seconds=5) as harness:
+        await settle(2)
+        # A write that reached n2 by no push at all (as if a push was lost).
+        harness.nodes["n2"].store.set("stray", b"v", "t", 0, (harness.nodes["n2"].hlc.now(), "n2"))
+        await settle(15)
+        assert "stray" in contents(harness.nodes["n1"])

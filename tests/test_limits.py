@@ -17,11 +17,11 @@ import pytest
 import trio
 import trio.testing
 
+from conftest import layer
 from phoenix.app import create_app
 from phoenix.config import Config
 from phoenix.limits import ASGIApp, Message, Receive, RequestLimits, Scope, Send
 from phoenix.node import Node
-from phoenix.security import Guard
 
 
 @pytest.fixture
@@ -163,9 +163,7 @@ async def set_in_flight(client: httpx.AsyncClient, key: str) -> AsyncIterator[No
 
 
 async def test_second_request_in_flight_from_same_address_is_429(app: ASGIApp) -> None:
-    assert isinstance(app, Guard)
-    limits = app.app
-    assert isinstance(limits, RequestLimits)
+    limits = layer(app, RequestLimits)
     async with client_of(app, "127.0.0.1") as same, client_of(app, "10.0.0.2") as other:
         async with set_in_flight(same, "held"):
             assert limits.in_flight == {"127.0.0.1": 1}
@@ -199,8 +197,7 @@ async def test_sequential_requests_from_one_address_are_all_served(
 ) -> None:
     for _ in range(5):
         assert (await client.get("/ping")).status_code == 200
-    assert isinstance(app, Guard) and isinstance(app.app, RequestLimits)
-    assert app.app.in_flight == {}
+    assert layer(app, RequestLimits).in_flight == {}
 
 
 async def test_cap_counts_requests_in_flight_per_address() -> None:
@@ -338,5 +335,4 @@ async def test_body_not_received_within_read_timeout_is_408(
     assert response.headers["content-type"] == "application/json"
     assert "read_timeout" in response.json()["error"]
     assert (await client.get("/get?key=k")).status_code == 404
-    assert isinstance(app, Guard) and isinstance(app.app, RequestLimits)
-    assert app.app.in_flight == {}
+    assert layer(app, RequestLimits).in_flight == {}

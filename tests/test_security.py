@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from conftest import layer
 from phoenix.app import create_app
 from phoenix.clock import FakeClock
 from phoenix.config import Config
@@ -170,9 +171,9 @@ def test_relative_whitelist_path_is_read_from_the_config_folder(tmp_path: Path) 
     config_path = tmp_path / "config.json"
     config_path.write_text('{"white_list_file_path": "whitelist.json", "num_counters": 1000}')
     app = create_app(Node(Config.load(config_path)))
-    assert isinstance(app, Guard)
-    assert app.whitelist is not None
-    assert app.whitelist.current.allows("192.0.2.7")
+    whitelist = layer(app, Guard).whitelist
+    assert whitelist is not None
+    assert whitelist.current.allows("192.0.2.7")
 
 
 # The guard in front of the API

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -32,6 +32,7 @@ LIST_PREVIEW_CHARS = 25
 MAX_LIST_LIMIT = 10_000
 
 JSON = "application/json"
+PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def dumps(body: Any) -> str:
@@ -51,7 +52,7 @@ def error_response(status: int, message: str) -> Response:
     return json_response({"error": message}, status)
 
 
-def register_routes(app: QuartTrio, node: Node) -> None:
+def register_routes(app: QuartTrio, node: Node, render_metrics: Callable[[], bytes]) -> None:
     """Add the client routes and JSON error handlers to `app`."""
 
     @app.errorhandler(RequestError)
@@ -165,6 +166,20 @@ def register_routes(app: QuartTrio, node: Node) -> None:
         acks = _write_concern(node, params)
         removed = node.remove_matching(pattern, acks)
         return await _answer_write(node, acks, removed)
+
+    @app.route("/healthz", methods=["GET"])
+    async def healthz() -> Response:
+        return json_response({"status": "alive"})
+
+    @app.route("/readyz", methods=["GET"])
+    async def readyz() -> Response:
+        if not node.ready:
+            return error_response(503, f"not ready: {node.recovery}")
+        return json_response({"status": "ready", "recovery": node.recovery})
+
+    @app.route("/metrics", methods=["GET"])
+    async def metrics() -> Response:
+        return Response(render_metrics(), content_type=PROMETHEUS_TEXT)
 
     @app.route("/cluster", methods=["GET"])
     async def cluster() -> Response:

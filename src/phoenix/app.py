@@ -12,6 +12,7 @@ import os
 import sys
 from typing import cast
 
+from prometheus_client import generate_latest
 from quart_trio import QuartTrio
 
 from phoenix.api import register_routes
@@ -19,8 +20,9 @@ from phoenix.config import Config
 from phoenix.errors import ConfigError
 from phoenix.internal_api import register_internal_routes
 from phoenix.limits import ASGIApp, Receive, RequestLimits, Scope, Send, send_json_error
+from phoenix.metrics import RequestMetrics, node_registry
 from phoenix.node import Node
-from phoenix.security import Guard, Keys, WhitelistFile, parse_networks
+from phoenix.security import HEALTH_ROUTES, Guard, Keys, WhitelistFile, parse_networks
 
 
 def create_app(node: Node, *, run_node: bool = False) -> ASGIApp:
@@ -41,7 +43,8 @@ def create_app(node: Node, *, run_node: bool = False) -> ASGIApp:
             2 * config.max_value_size + 2 * 1024 * 1024,
         ),
     )
-    register_routes(quart, node)
+    registry = node_registry(node)
+    register_routes(quart, node, lambda: generate_latest(registry))
     register_internal_routes(quart, node)
     if run_node:
 
@@ -61,7 +64,9 @@ def create_app(node: Node, *, run_node: bool = False) -> ASGIApp:
         node.background.append(whitelist.watch)
     keys = Keys(config.read_only_keys, config.read_write_keys, config.cluster_key)
     trusted = parse_networks(config.trusted_proxies)
-    app = Guard(app, whitelist=whitelist, keys=keys, trusted_proxies=trusted)
+    open_paths = HEALTH_ROUTES if config.public_health_checks else frozenset()
+    app = Guard(app, whitelist=whitelist, keys=keys, trusted_proxies=trusted, open_paths=open_paths)
+    app = RequestMetrics(app, registry)
     return app
 
 

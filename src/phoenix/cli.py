@@ -107,6 +107,8 @@ def run_serve(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
+    # httpx logs every peer request at info: heartbeats and batches, many a second.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.root.level))
     try:
         config = Config.load(args.config or config_path())
         problem = None if args.unprotected else protection_problem(config)

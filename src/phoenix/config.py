@@ -44,6 +44,7 @@ class Config:
     max_keys_per_request: int = 10_000
     tombstone_grace_seconds: float = 3600.0
     outbox_size: int = 100_000
+    anti_entropy_interval_in_seconds: float = 30.0
     # Security (docs/security.md). Keys are secrets: kept out of repr and logs.
     read_only_keys: tuple[str, ...] = attrs.field(default=(), repr=False)
     read_write_keys: tuple[str, ...] = attrs.field(default=(), repr=False)
@@ -54,6 +55,7 @@ class Config:
     ca_certs: str = ""
     require_client_cert: bool = False
     protected_mode: bool = True
+    public_health_checks: bool = False
 
     # Where the file was read from: relative paths in it (the whitelist) are
     # resolved against its folder, and errors name it.
@@ -276,6 +278,7 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "max_keys_per_request": _integer(1),
     "tombstone_grace_seconds": _seconds(),
     "outbox_size": _integer(1),
+    "anti_entropy_interval_in_seconds": _seconds(allow_zero=True),
     "read_only_keys": _secrets,
     "read_write_keys": _secrets,
     "cluster_key": _secret,
@@ -285,4 +288,5 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "ca_certs": _string,
     "require_client_cert": _boolean,
     "protected_mode": _boolean,
+    "public_health_checks": _boolean,
 }

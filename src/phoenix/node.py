@@ -77,6 +77,8 @@ class Node:
         self.ready = not self.peers
         self.recovery = "no peers configured" if self.ready else "starting"
         self.last_catch_up: CatchUpReport | None = None
+        self.catch_up_runs = 0
+        self.catch_up_bytes = 0
         self._transport = transport
         self._client: PeerClient | None = None
         self._catch_up_wanted = trio.Event()
@@ -215,7 +217,12 @@ class Node:
         client = self._peer_client()
 
         async def deliver(ops: Sequence[Op]) -> bool:
-            applied_by = await client.apply(peer.url, ops)
+            try:
+                applied_by = await client.apply(peer.url, ops)
+            except PeerCallFailed:
+                peer.push_failures += 1
+                raise
+            peer.batches_sent += 1
             if applied_by == (self.id, self.incarnation):
                 # Pushed to ourselves before the heartbeat found out.
                 self._found_self(peer)
@@ -258,10 +265,19 @@ class Node:
         log.info("node %s ready: %s", self.id, how)
 
     async def _heartbeat_forever(self) -> None:
+        interval = self.config.anti_entropy_interval_in_seconds
+        next_round = trio.current_time() + interval
+        turn = 0
         while True:
             await trio.sleep(self.config.heart_beat_interval_in_seconds)
             await self._ping_all()
-            if any(p.needs_catch_up and p.state is PeerState.UP for p in self.peers):
+            live = [p for p in self.peers if p.state is PeerState.UP and p.ready]
+            if interval and live and trio.current_time() >= next_round:
+                # A safety net for anything a push missed: one peer a round.
+                live[turn % len(live)].sync_due = True
+                turn += 1
+                next_round = trio.current_time() + interval
+            if any(p.needs_catch_up or p.sync_due for p in live):
                 self._catch_up_wanted.set()
 
     async def _catch_up_forever(self) -> None:
@@ -269,21 +285,32 @@ class Node:
             await self._catch_up_wanted.wait()
             self._catch_up_wanted = trio.Event()
             for peer in self.peers:
-                if peer.needs_catch_up and peer.state is PeerState.UP and peer.ready:
+                wanted = peer.needs_catch_up or peer.sync_due
+                if wanted and peer.state is PeerState.UP and peer.ready:
                     await self._catch_up_with(peer)
+
+    def _sync_survivors(self, gone: Peer) -> None:
+        """A peer died or restarted: the others may each hold writes it pushed
+        to only some of them, so every pair of survivors compares."""
+        for peer in self.peers:
+            if peer is not gone and peer.state is PeerState.UP:
+                peer.sync_due = True
 
     async def _catch_up_with(self, peer: Peer) -> bool:
         # Pushes resume now; the catch-up covers every write made before.
-        peer.needs_catch_up = False
+        behind, peer.needs_catch_up, peer.sync_due = peer.needs_catch_up, False, False
         try:
             report = await catch_up(self.store, self.apply, self._peer_client(), peer.url)
         except PeerCallFailed as error:
             log.warning("catch-up with %s failed: %s", peer.url, error)
-            peer.needs_catch_up = True
+            peer.needs_catch_up, peer.sync_due = behind, True
             return False
         peer.last_catch_up_ms = self.clock.now_ms()
         self.last_catch_up = report
-        log.info(
+        self.catch_up_runs += 1
+        self.catch_up_bytes += report.bytes
+        log.log(
+            logging.INFO if report.differing_buckets else logging.DEBUG,
             "caught up with %s: %d differing buckets, %d writes received, %d sent, %d bytes, %.3fs",
             peer.url,
             report.differing_buckets,
@@ -305,7 +332,10 @@ class Node:
         try:
             info = await self._peer_client().ping(peer.url, timeout)
         except PeerCallFailed as error:
+            was_down = peer.state is PeerState.DOWN
             peer.mark_missed(self.config.max_retries_to_disabled_node, str(error))
+            if not was_down and peer.state is PeerState.DOWN:
+                self._sync_survivors(peer)
             return
         if info.node_id == self.id and info.incarnation == self.incarnation:
             self._found_self(peer)
@@ -313,6 +343,7 @@ class Node:
         if peer.incarnation is not None and info.incarnation != peer.incarnation:
             # It restarted and lost its memory: catch it up once it is ready.
             peer.needs_catch_up = True
+            self._sync_survivors(peer)
         peer.mark_answered(info.node_id, info.incarnation, info.ready, self.clock.now_ms())
 
     def _found_self(self, peer: Peer) -> None:

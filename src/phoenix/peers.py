@@ -41,6 +41,11 @@ class Peer:
     # Set when writes may have missed this peer (it was down, or its outbox
     # overflowed); cleared when a catch-up with it starts.
     needs_catch_up: bool = False
+    # Set when an anti-entropy round with this peer is due while pushes go
+    # on: periodically, and when another peer went away mid-replication.
+    sync_due: bool = False
+    batches_sent: int = 0
+    push_failures: int = 0
 
     @property
     def accepts_pushes(self) -> bool:

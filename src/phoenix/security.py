@@ -167,6 +167,8 @@ class WhitelistFile:
 
 # Routes that change data need a read-write key; the peer routes the cluster key.
 WRITE_ROUTES = frozenset({"/set", "/remove", "/removeallkeys", "/flush"})
+# Open without a key when public_health_checks is set (the whitelist still applies).
+HEALTH_ROUTES = frozenset({"/healthz", "/readyz"})
 INTERNAL_PREFIX = "/internal/"
 
 
@@ -260,8 +262,10 @@ class Guard:
         whitelist: WhitelistFile | None,
         keys: Keys,
         trusted_proxies: list[Network],
+        open_paths: frozenset[str] = frozenset(),
     ) -> None:
         self.app = app
+        self.open_paths = open_paths
         self.whitelist = whitelist
         self.keys = keys
         self.trusted_proxies = trusted_proxies
@@ -278,7 +282,7 @@ class Guard:
         refusal = None
         if self.whitelist is not None and not self.whitelist.current.allows(address):
             refusal = 403, f"{address} is not in the whitelist"
-        else:
+        elif scope["path"] not in self.open_paths:
             refusal = self.keys.refusal(scope["path"], presented_key(scope))
         if refusal is None:
             await self.app(scope, receive, send)

@@ -29,8 +29,11 @@ def hypercorn_config(config: Config) -> HypercornConfig:
     """The hypercorn settings that carry the node's listening address and limits."""
     settings = HypercornConfig()
     settings.bind = [config.bind]
-    # Typed int in hypercorn, but only handed to trio.fail_after, which takes floats.
-    settings.read_timeout = config.read_timeout  # type: ignore[assignment]
+    # hypercorn also closes a connection that sends nothing for this long while
+    # its request is being answered, so it must cover a whole request (which
+    # RequestLimits bounds by read_timeout + write_timeout). Typed int in
+    # hypercorn, but only handed to trio.fail_after, which takes floats.
+    settings.read_timeout = config.read_timeout + config.write_timeout  # type: ignore[assignment]
     settings.keep_alive_max_requests = config.max_requests_per_conn or _UNLIMITED_REQUESTS
     settings.accesslog = None
     settings.errorlog = logging.getLogger("hypercorn.error")

@@ -1,0 +1,152 @@
+"""Prometheus metrics of one node, in the Prometheus text format at /metrics.
+
+Figures the node keeps anyway (store stats, peer states, outbox depths) are
+read when scraped, by a collector, so the request path pays nothing for them;
+only per-request counts and latencies are recorded as requests pass, by
+ASGI middleware. Each node has its own registry (no global state).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from phoenix.limits import ASGIApp, Message, Receive, Scope, Send
+from phoenix.node import Node
+from phoenix.peers import PeerState
+
+# Paths reported by name; any other path is counted as "other", so that
+# scanners cannot blow up the number of time series.
+KNOWN_ROUTES = frozenset(
+    {
+        "/set",
+        "/get",
+        "/trygetwithexpire",
+        "/getKeys",
+        "/list",
+        "/flush",
+        "/remove",
+        "/removeallkeys",
+        "/ping",
+        "/cluster",
+        "/metrics",
+        "/healthz",
+        "/readyz",
+        "/internal/ping",
+        "/internal/apply",
+        "/internal/digests",
+        "/internal/bucket-digests",
+        "/internal/reconcile",
+    }
+)
+
+
+class NodeCollector(Collector):
+    """Reads the node's own figures at scrape time."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def collect(self) -> Iterator[Metric]:
+        node, store = self.node, self.node.store
+        stats = store.stats
+        counters = [
+            ("hits", "Reads that found a live key", stats.hits),
+            ("misses", "Reads that found no live key", stats.misses),
+            ("sets", "Sets applied (local and from peers)", stats.sets),
+            ("removes", "Live keys removed (by key or pattern)", stats.removes),
+            ("expirations", "Keys dropped because their TTL passed", stats.expirations),
+            ("evictions", "Keys evicted by the admission policy", store.evictions),
+            ("admission_rejections", "New keys the policy refused", store.rejections),
+            (
+                "stale_writes",
+                "Writes ignored because a newer version was known",
+                stats.stale_writes,
+            ),
+            ("catch_up_runs", "Anti-entropy catch-ups completed", node.catch_up_runs),
+            ("catch_up_bytes", "Bytes exchanged by catch-ups", node.catch_up_bytes),
+        ]
+        for name, text, value in counters:
+            yield CounterMetricFamily(f"phoenix_{name}", text, value=value)
+        yield GaugeMetricFamily("phoenix_items", "Live entries held", value=len(store))
+        yield GaugeMetricFamily(
+            "phoenix_tombstones", "Removes remembered", value=store.tombstone_count
+        )
+        yield GaugeMetricFamily(
+            "phoenix_bytes_used", "Cost of the entries held", value=store.used_cost
+        )
+        yield GaugeMetricFamily(
+            "phoenix_bytes_max", "The cost budget, max_cost", value=store.max_cost
+        )
+        yield GaugeMetricFamily(
+            "phoenix_ready", "1 once start-up recovery is done", value=node.ready
+        )
+        up = GaugeMetricFamily("phoenix_peer_up", "1 when the peer answers", labels=["peer"])
+        depth = GaugeMetricFamily(
+            "phoenix_outbox_depth", "Writes queued for a peer", labels=["peer"]
+        )
+        batches = CounterMetricFamily(
+            "phoenix_replication_batches", "Batches a peer applied", labels=["peer"]
+        )
+        failures = CounterMetricFamily(
+            "phoenix_replication_failures", "Failed pushes to a peer", labels=["peer"]
+        )
+        for peer in node.peers:
+            if peer.state is PeerState.SELF:
+                continue
+            up.add_metric([peer.url], peer.state is PeerState.UP)
+            depth.add_metric([peer.url], peer.outbox.depth)
+            batches.add_metric([peer.url], peer.batches_sent)
+            failures.add_metric([peer.url], peer.push_failures)
+        yield from (up, depth, batches, failures)
+
+
+class RequestMetrics:
+    """ASGI middleware counting requests by route and status, and timing them."""
+
+    def __init__(self, app: ASGIApp, registry: CollectorRegistry) -> None:
+        self.app = app
+        self.requests = Counter(
+            "phoenix_requests",
+            "HTTP requests answered",
+            ["route", "status"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "phoenix_request_duration_seconds",
+            "Time to answer an HTTP request",
+            ["route"],
+            registry=registry,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        route = path if path in KNOWN_ROUTES else "other"
+        status = 500
+        started = time.perf_counter()
+
+        async def recording_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, recording_send)
+        finally:
+            self.latency.labels(route).observe(time.perf_counter() - started)
+            self.requests.labels(route, str(status)).inc()
+
+
+def node_registry(node: Node) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(NodeCollector(node))
+    return registry
