@@ -11,6 +11,7 @@ import base64
 import json
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
+from importlib import resources
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -33,6 +34,8 @@ MAX_LIST_LIMIT = 10_000
 
 JSON = "application/json"
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+# The OpenAPI 3 description of this API (docs/openapi.yaml links to it).
+OPENAPI_DOCUMENT = resources.files("phoenix").joinpath("openapi.json").read_bytes()
 
 
 def dumps(body: Any) -> str:
@@ -166,6 +169,10 @@ def register_routes(app: QuartTrio, node: Node, render_metrics: Callable[[], byt
         acks = _write_concern(node, params)
         removed = node.remove_matching(pattern, acks)
         return await _answer_write(node, acks, removed)
+
+    @app.route("/openapi.json", methods=["GET"])
+    async def openapi() -> Response:
+        return Response(OPENAPI_DOCUMENT, content_type=JSON)
 
     @app.route("/healthz", methods=["GET"])
     async def healthz() -> Response:

@@ -34,6 +34,7 @@ KNOWN_ROUTES = frozenset(
         "/ping",
         "/cluster",
         "/metrics",
+        "/openapi.json",
         "/healthz",
         "/readyz",
         "/internal/ping",
