@@ -61,6 +61,10 @@ async def test_health_endpoints_are_cheap_and_open_only_when_configured() -> Non
             assert (await client.get("/healthz")).status_code == expected
             assert (await client.get("/readyz")).status_code == expected
             assert (await client.get("/metrics")).status_code == 401
+            authorized = {"Authorization": f"Bearer {key}"}
+            metrics = samples((await client.get("/metrics", headers=authorized)).text)
+            refused = metrics[("phoenix_refused_requests_total", (("status", "401"),))]
+            assert refused == (1 if public else 3)
 
 
 async def test_cluster_metrics_show_peers_and_replication(autojump_clock: trio.abc.Clock) -> None:

@@ -20,7 +20,7 @@ from phoenix.config import Config
 from phoenix.errors import ConfigError
 from phoenix.internal_api import register_internal_routes
 from phoenix.limits import ASGIApp, Receive, RequestLimits, Scope, Send, send_json_error
-from phoenix.metrics import RequestMetrics, node_registry
+from phoenix.metrics import RefusalCollector, RequestMetrics, node_registry
 from phoenix.node import Node
 from phoenix.security import HEALTH_ROUTES, Guard, Keys, WhitelistFile, parse_networks
 
@@ -65,8 +65,11 @@ def create_app(node: Node, *, run_node: bool = False) -> ASGIApp:
     keys = Keys(config.read_only_keys, config.read_write_keys, config.cluster_key)
     trusted = parse_networks(config.trusted_proxies)
     open_paths = HEALTH_ROUTES if config.public_health_checks else frozenset()
-    app = Guard(app, whitelist=whitelist, keys=keys, trusted_proxies=trusted, open_paths=open_paths)
-    app = RequestMetrics(app, registry)
+    guard = Guard(
+        app, whitelist=whitelist, keys=keys, trusted_proxies=trusted, open_paths=open_paths
+    )
+    registry.register(RefusalCollector(guard.refused))
+    app = RequestMetrics(guard, registry)
     return app
 
 

@@ -9,7 +9,7 @@ ASGI middleware. Each node has its own registry (no global state).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -104,6 +104,23 @@ class NodeCollector(Collector):
             batches.add_metric([peer.url], peer.batches_sent)
             failures.add_metric([peer.url], peer.push_failures)
         yield from (up, depth, batches, failures)
+
+
+class RefusalCollector(Collector):
+    """Requests the guard refused, by status (403 whitelist, 401/403 keys)."""
+
+    def __init__(self, refused: Mapping[int, int]) -> None:
+        self.refused = refused
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "phoenix_refused_requests",
+            "Requests refused by the whitelist or the keys",
+            labels=["status"],
+        )
+        for status, count in sorted(self.refused.items()):
+            family.add_metric([str(status)], count)
+        yield family
 
 
 class RequestMetrics:
