@@ -575,3 +575,26 @@ async def test_unknown_path_is_404_json(client: httpx.AsyncClient, path: str) ->
 )
 async def test_wrong_method_is_405_json(client: httpx.AsyncClient, method: str, path: str) -> None:
     assert_error(await client.request(method, path), 405)
+
+
+@pytest.mark.parametrize(
+    "content_type", [None, "application/json", "text/plain", "application/x-www-form-urlencoded"]
+)
+async def test_getkeys_takes_json_declared_as_json_text_or_curl_form(
+    client: httpx.AsyncClient, content_type: str | None
+) -> None:
+    await put(client, "k", "v")
+    headers = {"Content-Type": content_type} if content_type else {}
+    response = await client.post("/getKeys", content=b'["k"]', headers=headers)
+    assert response.status_code == 200
+    assert response.json()["k"]["value"] == "v"
+
+
+@pytest.mark.parametrize("content_type", ["multipart/form-data; boundary=x", "application/xml"])
+async def test_getkeys_refuses_a_body_declared_as_something_else(
+    client: httpx.AsyncClient, content_type: str
+) -> None:
+    response = await client.post(
+        "/getKeys", content=b'["k"]', headers={"Content-Type": content_type}
+    )
+    assert_error(response, 415)

@@ -22,7 +22,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, RequestTimeout
 
 from phoenix import __version__
-from phoenix.errors import InvalidRequest, KeyNotFound, RequestError, TooLarge
+from phoenix.errors import InvalidRequest, KeyNotFound, RequestError, TooLarge, UnsupportedType
 from phoenix.node import Node
 from phoenix.replication import Acks
 from phoenix.store import DEFAULT_CONTENT_TYPE, Entry
@@ -269,8 +269,19 @@ async def _read_value(limit: int, timeout: float) -> bytes:
     raise RequestTimeout()
 
 
+# Bodies read as JSON may say so, say nothing, or say what curl's -d says by
+# default (as clients of the original do); any other declared type is refused.
+JSON_BODY_TYPES = frozenset({"", JSON, "text/plain", "application/x-www-form-urlencoded"})
+
+
 async def json_body(error: str) -> Any:
-    """The request body parsed as JSON; InvalidRequest(`error`) when it is not JSON."""
+    """The request body parsed as JSON; InvalidRequest(`error`) when it is not JSON.
+
+    UnsupportedType (415) when the body is declared as something else.
+    """
+    declared = request.headers.get("Content-Type", "").partition(";")[0].strip().lower()
+    if declared not in JSON_BODY_TYPES:
+        raise UnsupportedType(f"the body must be JSON, not {declared}")
     try:
         return json.loads(await request.get_data(cache=False, as_text=False, parse_form_data=False))
     except (ValueError, UnicodeDecodeError):

@@ -29,7 +29,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TextIO
 
 import trio
 
@@ -88,6 +88,12 @@ def add_serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
     serve_parser.add_argument(
+        "--log-format",
+        default="text",
+        choices=["text", "json"],
+        help="text: key=value pairs; json: one JSON object per line (default: text)",
+    )
+    serve_parser.add_argument(
         "--unprotected",
         action="store_true",
         help="serve beyond loopback with neither a whitelist nor API keys (protected mode off)",
@@ -97,18 +103,17 @@ def add_serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
 
 def run_serve(args: argparse.Namespace) -> int:
     """`phoenix serve`: run one node until Ctrl-C or SIGTERM; the exit code."""
+    from phoenix import logs
     from phoenix.app import config_path
     from phoenix.config import Config
     from phoenix.security import protection_problem
     from phoenix.server import serve
 
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
-    # httpx logs every peer request at info: heartbeats and batches, many a second.
-    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.root.level))
+    logs.configure(args.log_level, args.log_format)
+    # httpx logs every peer request at info (heartbeats and batches, many a
+    # second), httpcore every step of each at debug.
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.root.level))
     try:
         config = Config.load(args.config or config_path())
         problem = None if args.unprotected else protection_problem(config)
@@ -271,10 +276,59 @@ def _delete(client: PhoenixClient, args: argparse.Namespace) -> int:
 
 def _keys(client: PhoenixClient, args: argparse.Namespace) -> int:
     out = sys.stdout.buffer
-    for key in client.keys(args.pattern):
-        out.write(key.encode("utf-8") + b"\n")
-    out.flush()
+    # The count goes to a terminal only, and only when the keys themselves
+    # do not: on one terminal the two would overwrite each other.
+    counter = KeyCounter(sys.stderr) if sys.stderr.isatty() and not sys.stdout.isatty() else None
+    try:
+        for key in client.keys(args.pattern):
+            out.write(key.encode("utf-8") + b"\n")
+            if counter is not None:
+                counter.add()
+        out.flush()
+    finally:
+        if counter is not None:
+            counter.close()
     return EXIT_OK
+
+
+class KeyCounter:
+    """`phoenix keys` on a terminal: "12,345 keys listed", rewritten in place.
+
+    Shown once a listing has taken `delay` seconds, then redrawn at most every
+    `interval`; `close` leaves the final count on its own line.
+    """
+
+    def __init__(
+        self,
+        stream: TextIO,
+        *,
+        now: Callable[[], float] = time.monotonic,
+        delay: float = 1.0,
+        interval: float = 0.2,
+    ) -> None:
+        self.stream = stream
+        self.now = now
+        self.interval = interval
+        self.count = 0
+        self.shown = False
+        self.next_draw = now() + delay
+
+    def add(self) -> None:
+        self.count += 1
+        if self.now() >= self.next_draw:
+            self._draw()
+            self.next_draw = self.now() + self.interval
+
+    def close(self) -> None:
+        if self.shown:
+            self._draw()
+            self.stream.write("\n")
+            self.stream.flush()
+
+    def _draw(self) -> None:
+        self.stream.write(f"\r{self.count:,} keys listed")
+        self.stream.flush()
+        self.shown = True
 
 
 def _flush(client: PhoenixClient, args: argparse.Namespace) -> int:

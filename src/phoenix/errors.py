@@ -36,6 +36,10 @@ class TooLarge(RequestError):
     status = 413
 
 
+class UnsupportedType(RequestError):
+    status = 415
+
+
 class NotReady(RequestError):
     status = 503
 

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import base64
 import logging
-import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import attrs
+import trio
 
 from phoenix.clock import Version
 from phoenix.errors import InvalidRequest, PeerCallFailed
@@ -37,6 +37,9 @@ GROUPS_PER_CALL = 64
 BUCKETS_PER_CALL = 256
 # Ops in one apply call while catching up.
 OPS_PER_CALL = 500
+# A catch-up that takes longer than this logs its progress, at most once per
+# this many seconds.
+PROGRESS_INTERVAL = 2.0
 
 
 @attrs.define
@@ -47,6 +50,48 @@ class CatchUpReport:
     sent: int = 0  # writes sent to the peer
     bytes: int = 0  # both directions, request and answer bodies
     seconds: float = 0.0
+
+
+@attrs.define
+class Progress:
+    """Logs how far a long catch-up has got, at most once every `interval` seconds.
+
+    Nothing is logged before `interval` has passed, so a quick catch-up
+    (the usual case) logs only its final line. `now` is trio's clock, so
+    autojump_clock drives it in tests; any clock in seconds will do.
+    """
+
+    peer: str
+    total_buckets: int = 0
+    interval: float = PROGRESS_INTERVAL
+    now: Callable[[], float] = trio.current_time
+    started: float = attrs.field(init=False)
+    next_line: float = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.started = self.now()
+        self.next_line = self.started + self.interval
+
+    def update(self, report: CatchUpReport, buckets_done: int, moved_bytes: int) -> bool:
+        """Log a progress line if one is due; True when it did."""
+        now = self.now()
+        if now < self.next_line:
+            return False
+        self.next_line = now + self.interval
+        elapsed = max(now - self.started, 1e-9)
+        log.info(
+            "catching up with %s: %d of %d buckets, %d writes received, %d sent, "
+            "%d bytes in %.1fs (%.0f KB/s)",
+            self.peer,
+            buckets_done,
+            self.total_buckets,
+            report.received,
+            report.sent,
+            moved_bytes,
+            elapsed,
+            moved_bytes / elapsed / 1000,
+        )
+        return True
 
 
 # The side that answers.
@@ -135,16 +180,24 @@ def parse_buckets(data: Any) -> dict[int, dict[str, Version]]:
 async def catch_up(
     store: Store, apply: Callable[[Op], object], client: PeerClient, url: str
 ) -> CatchUpReport:
-    """Exchange with the peer at `url` whatever differs; both end up with the newest."""
+    """Exchange with the peer at `url` whatever differs; both end up with the newest.
+
+    One that takes longer than PROGRESS_INTERVAL logs its progress (`Progress`).
+    """
     report = CatchUpReport(url)
-    started = time.monotonic()
+    progress = Progress(url)
     bytes_before = client.bytes_sent + client.bytes_received
+
+    def moved() -> int:
+        return client.bytes_sent + client.bytes_received - bytes_before
+
     theirs = await client.digests(url)
     to_send = _settle_flushes(store, apply, theirs)
     differing = await _differing_buckets(store, client, url, theirs.get("groups"))
-    report.differing_buckets = len(differing)
+    report.differing_buckets = progress.total_buckets = len(differing)
     wanted: list[str] = []
     for start in range(0, len(differing), BUCKETS_PER_CALL):
+        progress.update(report, start, moved())
         listing = {
             str(bucket): [[key, v[0], v[1]] for key, v in store.bucket_versions(bucket).items()]
             for bucket in differing[start : start + BUCKETS_PER_CALL]
@@ -160,10 +213,11 @@ async def catch_up(
         report.received += len(ops)
     to_send.extend(export(store, wanted))
     for start in range(0, len(to_send), OPS_PER_CALL):
+        progress.update(report, len(differing), moved())
         await client.apply(url, to_send[start : start + OPS_PER_CALL])
-    report.sent = len(to_send)
-    report.bytes = client.bytes_sent + client.bytes_received - bytes_before
-    report.seconds = time.monotonic() - started
+        report.sent += len(to_send[start : start + OPS_PER_CALL])
+    report.bytes = moved()
+    report.seconds = trio.current_time() - progress.started
     return report
 
 

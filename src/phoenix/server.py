@@ -16,6 +16,7 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from phoenix.app import create_app
 from phoenix.config import Config
+from phoenix.logs import show_node_id
 from phoenix.node import Node
 
 log = logging.getLogger("phoenix")
@@ -52,6 +53,7 @@ async def serve(
 ) -> None:
     """Run one node until SIGINT or SIGTERM; the nursery that owns all its tasks."""
     node = Node(config)
+    show_node_id(node.id)
     app = create_app(node)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
