@@ -12,6 +12,7 @@ import logging
 import secrets
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
+from typing import cast
 
 import httpx
 import trio
@@ -131,10 +132,8 @@ class Node:
     def remove_matching(self, pattern: str, acks: Acks | None = None) -> list[str]:
         if not pattern:
             raise InvalidRequest("pattern must not be empty")
-        op = RemoveMatchingOp(pattern, self._next_version())
-        removed = self.store.remove_matching(op.pattern, op.version)
-        self._push(op, acks)
-        return removed
+        removed = self.write(RemoveMatchingOp(pattern, self._next_version()), acks)
+        return cast(list[str], removed)
 
     def flush(self, acks: Acks | None = None) -> None:
         self.write(FlushOp(self._next_version()), acks)
