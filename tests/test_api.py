@@ -598,3 +598,44 @@ async def test_getkeys_refuses_a_body_declared_as_something_else(
         "/getKeys", content=b'["k"]', headers={"Content-Type": content_type}
     )
     assert_error(response, 415)
+
+
+# /setKeys
+
+
+async def test_setkeys_stores_text_and_binary_values(client: httpx.AsyncClient) -> None:
+    body = {
+        "text": "hello",
+        "binary": {"value": base64.b64encode(BINARY).decode(), "encoding": "base64"},
+        "typed": {"value": "{}", "content_type": "application/json"},
+    }
+    response = await client.post("/setKeys", params={"ttl": 0}, json=body)
+    assert response.status_code == 200
+    assert response.json() == {"stored": 3, "refused": []}
+    assert (await client.get("/get", params={"key": "text"})).content == b"hello"
+    assert (await client.get("/get", params={"key": "binary"})).content == BINARY
+    typed = await client.get("/get", params={"key": "typed"})
+    assert typed.headers["content-type"] == "application/json"
+
+
+@pytest.mark.parametrize(
+    ("params", "body", "status"),
+    [
+        ({}, {"a": "v"}, 400),
+        ({"ttl": "x"}, {"a": "v"}, 400),
+        ({"ttl": 0}, ["a"], 400),
+        ({"ttl": 0}, {"a": "v", "b": 5}, 400),
+        ({"ttl": 0}, {"a": "v", "b": {"value": "!!", "encoding": "base64"}}, 400),
+        ({"ttl": 0}, {"a": "v", "b": {"value": "x", "encoding": "gzip"}}, 400),
+        ({"ttl": 0}, {"a": "v", "": "v"}, 400),
+        ({"ttl": 0}, {"a": "v", "k" * 33: "v"}, 413),
+        ({"ttl": 0}, {"a": "v", "b": "x" * 2000}, 413),
+        ({"ttl": 0}, {f"k{i}": "v" for i in range(6)}, 413),
+    ],
+)
+async def test_setkeys_with_any_bad_item_writes_nothing(
+    client: httpx.AsyncClient, params: dict[str, object], body: object, status: int
+) -> None:
+    response = await client.post("/setKeys", params=params, json=body)
+    assert_error(response, status)
+    assert (await client.get("/get", params={"key": "a"})).status_code == 404

@@ -396,3 +396,18 @@ async def test_periodic_anti_entropy_repairs_what_no_event_reported(
         harness.nodes["n2"].store.set("stray", b"v", "t", 0, (harness.nodes["n2"].hlc.now(), "n2"))
         await settle(15)
         assert "stray" in contents(harness.nodes["n1"])
+
+
+async def test_setkeys_is_replicated_and_waits_for_its_write_concern(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with cluster(NAMES) as harness:
+        await settle(2)
+        body = {f"k{i}": f"v{i}" for i in range(100)}
+        async with harness.client("n1") as client:
+            response = await client.post("/setKeys", params={"ttl": 0, "sync": 2}, json=body)
+        assert response.status_code == 200
+        assert response.headers["X-Acknowledged"] == "2"
+        # Acknowledged means applied: every key is on every node already.
+        for node in harness.nodes.values():
+            assert len(contents(node)) == 100

@@ -85,6 +85,23 @@ def register_routes(app: QuartTrio, node: Node, render_metrics: Callable[[], byt
         stored = node.set(key, value, content_type, ttl, acks)
         return await _answer_write(node, acks, {"stored": stored})
 
+    @app.route("/setKeys", methods=["POST"])
+    async def set_many() -> Response:
+        params = _query()
+        ttl = _ttl(_required(params, "ttl"))
+        acks = _write_concern(node, params)
+        body = await json_body("body must be a JSON object of key: value")
+        if not isinstance(body, dict):
+            raise InvalidRequest("body must be a JSON object of key: value")
+        limit = node.config.max_keys_per_request
+        if len(body) > limit:
+            raise TooLarge(f"at most {limit} keys per request (max_keys_per_request)")
+        items = [(key, *_value_from_json(key, value)) for key, value in body.items()]
+        refused = node.set_many(items, ttl, acks)
+        return await _answer_write(
+            node, acks, {"stored": len(items) - len(refused), "refused": refused}
+        )
+
     def requested_entry() -> Entry:
         """The entry named by `?key=`; 404 when it is missing or expired."""
         node.check_ready()
@@ -341,6 +358,26 @@ def _value_fields(value: bytes, preview: int | None = None) -> dict[str, Any]:
     except UnicodeDecodeError:
         cut = value[:preview]
         return {"value": base64.b64encode(cut).decode("ascii"), "encoding": "base64"}
+
+
+def _value_from_json(key: str, value: Any) -> tuple[bytes, str]:
+    """A /setKeys value: a string (stored as UTF-8 text), or an object with
+    "value", optional "encoding": "base64" and optional "content_type"."""
+    if isinstance(value, str):
+        return value.encode(), "text/plain; charset=utf-8"
+    if isinstance(value, dict) and isinstance(value.get("value"), str):
+        content_type = value.get("content_type", DEFAULT_CONTENT_TYPE)
+        if not isinstance(content_type, str):
+            raise InvalidRequest(f"{key!r}: content_type must be a string")
+        if value.get("encoding") == "base64":
+            try:
+                return base64.b64decode(value["value"], validate=True), content_type
+            except ValueError:
+                raise InvalidRequest(f"{key!r}: value is not valid base64") from None
+        if "encoding" in value:
+            raise InvalidRequest(f"{key!r}: the only encoding is base64")
+        return value["value"].encode(), content_type
+    raise InvalidRequest(f"{key!r}: a value is a string or an object with a string 'value'")
 
 
 def _expires_in(entry: Entry, now_ms: int) -> float | None:

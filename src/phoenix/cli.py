@@ -292,7 +292,7 @@ def _keys(client: PhoenixClient, args: argparse.Namespace) -> int:
 
 
 class KeyCounter:
-    """`phoenix keys` on a terminal: "12,345 keys listed", rewritten in place.
+    """`phoenix keys` on a terminal: "keys listed: 12,345", rewritten in place.
 
     Shown once a listing has taken `delay` seconds, then redrawn at most every
     `interval`; `close` leaves the final count on its own line.
@@ -326,7 +326,7 @@ class KeyCounter:
             self.stream.flush()
 
     def _draw(self) -> None:
-        self.stream.write(f"\r{self.count:,} keys listed")
+        self.stream.write(f"\rkeys listed: {self.count:,}")
         self.stream.flush()
         self.shown = True
 

@@ -24,6 +24,7 @@ from phoenix.peers import PeerState
 KNOWN_ROUTES = frozenset(
     {
         "/set",
+        "/setKeys",
         "/get",
         "/trygetwithexpire",
         "/getKeys",

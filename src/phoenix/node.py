@@ -114,16 +114,32 @@ class Node:
         self, key: str, value: bytes, content_type: str, ttl: int, acks: Acks | None = None
     ) -> bool:
         """Store `value` for `ttl` seconds (0: no expiry); False if not admitted."""
-        self.check_key(key)
-        if len(value) > self.config.max_value_size:
-            raise TooLarge(
-                f"value is larger than max_value_size ({self.config.max_value_size} bytes)"
-            )
+        return not self.set_many([(key, value, content_type)], ttl, acks)
+
+    def set_many(
+        self, items: Sequence[tuple[str, bytes, str]], ttl: int, acks: Acks | None = None
+    ) -> list[str]:
+        """Store (key, value, content type) items, all checked before any is written.
+
+        Returns the keys the admission policy refused. With `acks`, the answer
+        waits for the last write only: a peer applies a batch in order.
+        """
+        for key, value, _ in items:
+            self.check_key(key)
+            if len(value) > self.config.max_value_size:
+                raise TooLarge(
+                    f"value is larger than max_value_size ({self.config.max_value_size} bytes)"
+                )
         if not 0 <= ttl <= MAX_TTL_SECONDS:
             raise InvalidRequest(f"ttl must be between 0 and {MAX_TTL_SECONDS} seconds")
         expires_at = self.clock.now_ms() + ttl * 1000 if ttl else NO_EXPIRY
-        op = SetOp(key, value, content_type, expires_at, self._next_version())
-        return bool(self.write(op, acks))
+        refused = []
+        for index, (key, value, content_type) in enumerate(items):
+            op = SetOp(key, value, content_type, expires_at, self._next_version())
+            last = index == len(items) - 1
+            if not self.write(op, acks if last else None):
+                refused.append(key)
+        return refused
 
     def remove(self, key: str, acks: Acks | None = None) -> bool:
         self.check_key(key)

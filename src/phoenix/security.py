@@ -166,7 +166,7 @@ class WhitelistFile:
 
 
 # Routes that change data need a read-write key; the peer routes the cluster key.
-WRITE_ROUTES = frozenset({"/set", "/remove", "/removeallkeys", "/flush"})
+WRITE_ROUTES = frozenset({"/set", "/setKeys", "/remove", "/removeallkeys", "/flush"})
 # Open without a key when public_health_checks is set (the whitelist still applies).
 HEALTH_ROUTES = frozenset({"/healthz", "/readyz"})
 INTERNAL_PREFIX = "/internal/"
