@@ -244,7 +244,7 @@ def test_exists_ttl_and_missing_keys(cache: PhoenixClient) -> None:
 
 
 def test_get_many_decodes_text_and_base64_and_leaves_out_missing(cache: PhoenixClient) -> None:
-    cache.set_many({"text": "héllo", "binary": b"\x80\x00\xff"}, ttl=60)
+    assert cache.set_many({"text": "héllo", "binary": b"\x80\x00\xff"}, ttl=60) == []
     assert cache.get_many(["text", "binary", "missing"]) == {
         "text": "héllo".encode(),
         "binary": b"\x80\x00\xff",

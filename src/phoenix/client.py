@@ -219,6 +219,21 @@ def _call_set(
     )
 
 
+def _call_set_many(mapping: Mapping[str, Value], ttl: int, sync: int | None) -> _Call[list[str]]:
+    body = {
+        key: value
+        if isinstance(value, str)
+        else {"value": base64.b64encode(bytes(value)).decode("ascii"), "encoding": "base64"}
+        for key, value in mapping.items()
+    }
+    params = _with_sync({"ttl": str(ttl)}, sync)
+    headers = {"Content-Type": "application/json"}
+    content = _encode_json(body)
+    return _Call(
+        "POST", "/setKeys", _field("refused", list), params=params, content=content, headers=headers
+    )
+
+
 def _call_delete(key: str, sync: int | None) -> _Call[bool]:
     params = _with_sync({"key": key}, sync)
     return _Call("DELETE", "/remove", _field("removed", bool), params=params)
@@ -700,11 +715,13 @@ class PhoenixClient:
         """Store `value` as JSON (application/json); see `set`."""
         return self.set(key, _encode_json(value), ttl, "application/json", sync)
 
-    def set_many(self, mapping: Mapping[str, Value], ttl: int = 0) -> None:
-        """Store every item of `mapping`, one /set request each: there is no
-        batch write route yet. On an error the items before it stay stored."""
-        for key, value in mapping.items():
-            self.set(key, value, ttl)
+    def set_many(
+        self, mapping: Mapping[str, Value], ttl: int = 0, sync: int | None = None
+    ) -> list[str]:
+        """Store every item of `mapping` in one /setKeys request (all or, for
+        bad input, none); return the keys the admission policy refused. str
+        values are stored as UTF-8 text, bytes as bytes."""
+        return self._send(_call_set_many(mapping, ttl, sync))
 
     def delete(self, key: str, sync: int | None = None) -> bool:
         """Remove `key`; True if it was there."""
@@ -834,10 +851,11 @@ class AsyncPhoenixClient:
         """See PhoenixClient.set_json."""
         return await self.set(key, _encode_json(value), ttl, "application/json", sync)
 
-    async def set_many(self, mapping: Mapping[str, Value], ttl: int = 0) -> None:
-        """See PhoenixClient.set_many (one /set request per item)."""
-        for key, value in mapping.items():
-            await self.set(key, value, ttl)
+    async def set_many(
+        self, mapping: Mapping[str, Value], ttl: int = 0, sync: int | None = None
+    ) -> list[str]:
+        """See PhoenixClient.set_many."""
+        return await self._send(_call_set_many(mapping, ttl, sync))
 
     async def delete(self, key: str, sync: int | None = None) -> bool:
         """See PhoenixClient.delete."""
