@@ -7,6 +7,7 @@ cluster under autojump_clock; `phoenix keys`' counter with a fake clock.
 
 from __future__ import annotations
 
+import argparse
 import functools
 import io
 import json
@@ -240,7 +241,6 @@ async def test_a_slow_catch_up_logs_its_progress_a_bounded_number_of_times(
     assert report.seconds > 2 * PROGRESS_INTERVAL
     assert 1 <= len(progress) <= report.seconds / PROGRESS_INTERVAL, progress
     assert f"of {report.differing_buckets} buckets" in progress[-1]
-    print(report, progress)
 
 
 # phoenix keys: a count of the keys listed, on a terminal.
@@ -281,11 +281,16 @@ class FakeClient:
         return iter(["a", "b", "c"])
 
 
-class Stdout(io.StringIO):
+class Stdout:
+    """Just what `phoenix keys` uses of sys.stdout."""
+
     def __init__(self, tty: bool) -> None:
-        super().__init__()
-        self.buffer = io.BytesIO()
+        self.bytes = io.BytesIO()
         self.tty = tty
+
+    @property
+    def buffer(self) -> io.BytesIO:
+        return self.bytes
 
     def isatty(self) -> bool:
         return self.tty
@@ -303,7 +308,7 @@ def test_keys_counts_on_stderr_only_when_it_is_a_terminal_and_stdout_is_not(
     monkeypatch.setattr(sys, "stdout", stdout)
     monkeypatch.setattr(sys, "stderr", stderr)
     monkeypatch.setattr(cli, "KeyCounter", functools.partial(cli.KeyCounter, delay=0.0))
-    args = cli.argparse.Namespace(pattern=None)
+    args = argparse.Namespace(pattern=None)
     assert cli._keys(FakeClient(), args) == cli.EXIT_OK  # type: ignore[arg-type]
-    assert stdout.buffer.getvalue() == b"a\nb\nc\n"
+    assert stdout.bytes.getvalue() == b"a\nb\nc\n"
     assert stderr.getvalue().endswith("keys listed: 3\n") if counted else stderr.getvalue() == ""
