@@ -29,6 +29,8 @@ salted str hash: set PYTHONHASHSEED to repeat a run exactly (figures move by
 a few tenths of a point from one seed to another).
 
 Usage: python bench/hit_ratio.py [--trace PATH] [--trace-capacities 1000,2000]
+
+From Python (bench/run.py does this), `run(...)` returns the rows instead.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from phoenix.policy import Policy
 
@@ -170,12 +173,42 @@ def belady_hit_ratio(stream: Sequence[str], capacity: int) -> float:
 # -- the table ------------------------------------------------------------------
 
 
+class HitRow(NamedTuple):
+    """Hit ratios (0..1) of one stream at one capacity; seconds is the policy's run."""
+
+    stream: str
+    accesses: int
+    capacity: int
+    policy: float
+    static: float
+    lru: float
+    optimal: float
+    seconds: float
+
+
+HEADER = (
+    f"{'stream':<10} {'accesses':>9} {'capacity':>8} {'policy':>9} {'static1%':>9} "
+    f"{'LRU':>9} {'optimal':>9} {'time':>8}"
+)
+
+
+def print_row(row: HitRow) -> None:
+    print(
+        f"{row.stream:<10} {row.accesses:>9,} {row.capacity:>8,} {100 * row.policy:>8.2f}% "
+        f"{100 * row.static:>8.2f}% {100 * row.lru:>8.2f}% {100 * row.optimal:>8.2f}% "
+        f"{row.seconds:>7.1f}s",
+        flush=True,
+    )
+
+
 def measure(
     name: str,
     stream: Sequence[str],
     capacities: Sequence[int],
     policy_run: Callable[[Sequence[str], int, bool], float],
-) -> None:
+    show: Callable[[HitRow], None] | None = None,
+) -> list[HitRow]:
+    rows = []
     for capacity in capacities:
         started = time.perf_counter()
         ours = policy_run(stream, capacity, True)
@@ -183,11 +216,54 @@ def measure(
         static = policy_run(stream, capacity, False)
         lru = lru_hit_ratio(stream, capacity)
         opt = belady_hit_ratio(stream, capacity)
-        print(
-            f"{name:<10} {len(stream):>9,} {capacity:>8,} {100 * ours:>8.2f}% "
-            f"{100 * static:>8.2f}% {100 * lru:>8.2f}% {100 * opt:>8.2f}% {elapsed:>7.1f}s",
-            flush=True,
+        row = HitRow(name, len(stream), capacity, ours, static, lru, opt, elapsed)
+        if show is not None:
+            show(row)
+        rows.append(row)
+    return rows
+
+
+def run(
+    *,
+    synthetic: bool = True,
+    length: int = 200_000,
+    keys: int = 10_000,
+    capacities: Sequence[int] = (100, 1000),
+    trace: Path | None = None,
+    trace_capacities: Sequence[int] = (1000, 2000, 5000),
+    trace_limit: int | None = None,
+    counters_per_entry: int = 8,
+    buffer_items: int = 64,
+    seed: int = 1,
+    show: Callable[[HitRow], None] | None = None,
+) -> list[HitRow]:
+    """The rows of the table: the synthetic streams (unless not), then `trace` if given.
+
+    `show` is called with each row as soon as it is measured.
+    """
+
+    def policy_run(stream: Sequence[str], capacity: int, adaptive: bool) -> float:
+        return policy_hit_ratio(
+            stream,
+            capacity,
+            counters_per_entry=counters_per_entry,
+            buffer_items=buffer_items,
+            seed=seed,
+            adaptive=adaptive,
         )
+
+    rows: list[HitRow] = []
+    if synthetic:
+        for s in (0.8, 1.0, 1.2):
+            stream = zipf_stream(s, keys, length, seed)
+            rows += measure(f"zipf-{s}", stream, capacities, policy_run, show)
+        for capacity in capacities:
+            stream = scan_hot_stream(capacity, length, seed)
+            rows += measure("scan+hot", stream, [capacity], policy_run, show)
+    if trace is not None:
+        stream = read_lis_trace(trace, trace_limit)
+        rows += measure(trace.name.split(".")[0], stream, trace_capacities, policy_run, show)
+    return rows
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -215,44 +291,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
 
-    def policy_run(stream: Sequence[str], capacity: int, adaptive: bool) -> float:
-        return policy_hit_ratio(
-            stream,
-            capacity,
-            counters_per_entry=args.counters_per_entry,
-            buffer_items=args.buffer_items,
-            seed=args.seed,
-            adaptive=adaptive,
-        )
-
-    print(
-        f"{'stream':<10} {'accesses':>9} {'capacity':>8} {'policy':>9} {'static1%':>9} "
-        f"{'LRU':>9} {'optimal':>9} {'time':>8}"
-    )
-    if not args.no_synthetic:
-        capacities = [int(c) for c in args.capacities.split(",")]
-        for s in (0.8, 1.0, 1.2):
-            measure(
-                f"zipf-{s}",
-                zipf_stream(s, args.keys, args.length, args.seed),
-                capacities,
-                policy_run,
-            )
-        for capacity in capacities:
-            measure(
-                "scan+hot",
-                scan_hot_stream(capacity, args.length, args.seed),
-                [capacity],
-                policy_run,
-            )
     trace = args.trace
     if trace is None and DEFAULT_TRACE.exists():
         trace = DEFAULT_TRACE
-    if trace is not None:
-        stream = read_lis_trace(trace, args.trace_limit)
-        capacities = [int(c) for c in args.trace_capacities.split(",")]
-        measure(trace.name.split(".")[0], stream, capacities, policy_run)
-    else:
+    print(HEADER)
+    run(
+        synthetic=not args.no_synthetic,
+        length=args.length,
+        keys=args.keys,
+        capacities=[int(c) for c in args.capacities.split(",")],
+        trace=trace,
+        trace_capacities=[int(c) for c in args.trace_capacities.split(",")],
+        trace_limit=args.trace_limit,
+        counters_per_entry=args.counters_per_entry,
+        buffer_items=args.buffer_items,
+        seed=args.seed,
+        show=print_row,
+    )
+    if trace is None:
         print("(no trace: pass --trace PATH)", file=sys.stderr)
     return 0
 

@@ -25,6 +25,9 @@ Usage:
   python bench/replication.py                 # 1,000 writes/s for 10 s; 100,000 keys
   python bench/replication.py --quick         # seconds-long smoke run
   python bench/replication.py --json          # one JSON object instead of tables
+
+From Python (bench/run.py does this): `run(parse_args([...]))` returns that
+object.
 """
 
 from __future__ import annotations
@@ -520,7 +523,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line's settings (with --quick applied); `run` takes them."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
     parser.add_argument("--json", action="store_true", help="print one JSON object only")
@@ -549,7 +553,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.keys, args.changes = 5_000, 50
     if args.changes > args.keys:
         parser.error("--changes must not exceed --keys")
-    results = trio.run(main_async, args)
+    return args
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Both measurements (unless skipped): {"lag": ..., "catch_up": ...}.
+
+    The tables are printed as each part ends, unless `args.json`.
+    """
+    return trio.run(main_async, args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    results = run(args)
     if args.json:
         print(json.dumps(results, indent=2))
     return 0
