@@ -56,6 +56,9 @@ class Config:
     require_client_cert: bool = False
     protected_mode: bool = True
     public_health_checks: bool = False
+    # The RESP2 listener for Redis clients (docs/resp.md): its port on the
+    # same host as `port`; 0 leaves it off.
+    resp_port: int = 0
 
     # Where the file was read from: relative paths in it (the whitelist) are
     # resolved against its folder, and errors name it.
@@ -259,6 +262,13 @@ def _node_id(value: Any) -> str:
     return text
 
 
+def _resp_port(value: Any) -> int:
+    number = _integer(0)(value)
+    if number > 65535:
+        raise ValueError(f"must be a port number 1..65535, or 0 for off; got {number}")
+    return number
+
+
 _CHECKS: dict[str, Callable[[Any], Any]] = {
     "port": _port,
     "num_counters": _integer(1),
@@ -289,4 +299,5 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "require_client_cert": _boolean,
     "protected_mode": _boolean,
     "public_health_checks": _boolean,
+    "resp_port": _resp_port,
 }

@@ -141,6 +141,27 @@ class Node:
                 refused.append(key)
         return refused
 
+    def set_until(
+        self, key: str, value: bytes, content_type: str, expires_at: int, acks: Acks | None = None
+    ) -> bool:
+        """Store `value` until `expires_at` (ms since the epoch; NO_EXPIRY: never).
+
+        The same checks and write as `set`, with an absolute deadline in
+        milliseconds, for the RESP listener's PX, PXAT, PEXPIRE and for
+        changing a key's expiry (a new versioned write of the same value).
+        False if not admitted.
+        """
+        self.check_key(key)
+        if len(value) > self.config.max_value_size:
+            raise TooLarge(
+                f"value is larger than max_value_size ({self.config.max_value_size} bytes)"
+            )
+        latest = self.clock.now_ms() + MAX_TTL_SECONDS * 1000
+        if not (expires_at == NO_EXPIRY or 0 < expires_at <= latest):
+            raise InvalidRequest(f"expiry must be within {MAX_TTL_SECONDS} seconds from now")
+        op = SetOp(key, value, content_type, expires_at, self._next_version())
+        return bool(self.write(op, acks))
+
     def remove(self, key: str, acks: Acks | None = None) -> bool:
         self.check_key(key)
         return bool(self.write(RemoveOp(key, self._next_version()), acks))

@@ -18,6 +18,7 @@ from phoenix.app import create_app
 from phoenix.config import Config
 from phoenix.logs import show_node_id
 from phoenix.node import Node
+from phoenix.resp_server import RespServer
 
 log = logging.getLogger("phoenix")
 
@@ -55,11 +56,16 @@ async def serve(
     node = Node(config)
     show_node_id(node.id)
     app = create_app(node)
+    # The RESP listener (docs/resp.md), built before serving: a bad whitelist stops start-up.
+    resp_server = RespServer.for_node(node) if config.resp_port else None
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             await nursery.start(node.run)
             urls = await nursery.start(hypercorn_serve, app, hypercorn_config(config))
             log.info("node %s serving on %s", node.id, ", ".join(urls))
+            if resp_server is not None:
+                addresses = await nursery.start(resp_server.serve)
+                log.info("node %s serving RESP on %s", node.id, ", ".join(addresses))
             task_status.started(urls)
             async for signum in signals:
                 log.info("received %s, stopping", signal.Signals(signum).name)

@@ -1,0 +1,274 @@
+"""RESP2, the Redis serialization protocol: a bounded parser and the encoders.
+
+Pure functions over bytes, no I/O: `parse_commands` takes what a connection
+has received so far and returns every complete command in it, how many bytes
+they took and, when the input breaks the protocol, why (the commands before
+the error are still returned, as Redis runs them). A partial command waits
+for more bytes. Both kinds of command Redis accepts are parsed:
+
+- arrays of bulk strings, as clients send: ``*2\\r\\n$3\\r\\nGET\\r\\n$1\\r\\nk\\r\\n``;
+- inline commands, as typed in telnet: ``GET k\\r\\n`` (quotes as in redis-cli).
+
+>>> parse_commands(b"*1\\r\\n$4\\r\\nPING\\r\\nECHO hi\\r\\n*1\\r\\n$3", Limits())
+Parsed(commands=[[b'PING'], [b'ECHO', b'hi']], consumed=23, error=None)
+>>> bulk_array([b"a", None])
+b'*2\\r\\n$1\\r\\na\\r\\n$-1\\r\\n'
+
+Every length is bounded (`Limits`), so a peer cannot make the server hold
+more than a few frames' worth of bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import attrs
+
+Command = list[bytes]
+
+CRLF = b"\r\n"
+# Redis's own bounds: a multibulk of at most 1,048,576 elements, and header
+# lines and inline commands of at most 64 KiB.
+MAX_ARRAY_LENGTH = 1024 * 1024
+MAX_INLINE_LENGTH = 64 * 1024
+
+
+@attrs.frozen
+class Limits:
+    """How large a frame may be before it is a protocol error."""
+
+    max_bulk_length: int = 512 * 1024 * 1024
+    max_array_length: int = MAX_ARRAY_LENGTH
+    max_inline_length: int = MAX_INLINE_LENGTH
+    # Bytes of one incomplete command held while waiting for the rest.
+    max_pending: int = 1024 * 1024 * 1024
+
+
+@attrs.frozen
+class Parsed:
+    """The complete commands of a buffer, the bytes they took, and a protocol error."""
+
+    commands: list[Command]
+    consumed: int
+    error: str | None = None
+
+
+class _Incomplete(Exception):
+    """The frame at this position is not all there yet."""
+
+
+class _Broken(Exception):
+    """The frame at this position breaks the protocol; the message says how."""
+
+
+def parse_commands(buffer: bytes | bytearray, limits: Limits) -> Parsed:
+    """Every complete command at the start of `buffer`, and how many bytes they took.
+
+    Empty commands (an empty line, ``*0``) are skipped like Redis does. On a
+    protocol error the commands before it are returned with `error` set
+    (Redis's wording after ``Protocol error: ``); the connection is then
+    beyond repair and should be closed.
+    """
+    commands: list[Command] = []
+    position = 0
+    end = len(buffer)
+    while position < end:
+        try:
+            if buffer[position] == ord("*"):
+                command, position_after = _parse_array(buffer, position, limits)
+            else:
+                command, position_after = _parse_inline(buffer, position, limits)
+        except _Incomplete:
+            if end - position > limits.max_pending:
+                return Parsed(commands, position, "too big request")
+            break
+        except _Broken as error:
+            return Parsed(commands, position, str(error))
+        position = position_after
+        if command:
+            commands.append(command)
+    return Parsed(commands, position)
+
+
+def _line(
+    buffer: bytes | bytearray, start: int, limit: int, too_big: str
+) -> tuple[bytes | bytearray, int]:
+    """The header line from `start` (without CRLF), and where the next one begins."""
+    newline = buffer.find(CRLF, start, start + limit + 2)
+    if newline < 0:
+        if len(buffer) - start > limit:
+            raise _Broken(too_big)
+        raise _Incomplete
+    return buffer[start:newline], newline + 2
+
+
+def _number(text: bytes | bytearray) -> int | None:
+    """A decimal integer as Redis reads lengths (an optional '-', then digits)."""
+    digits = text[1:] if text[:1] == b"-" else text
+    if not digits or not digits.isdigit() or len(digits) > 18:
+        return None
+    return int(text)
+
+
+def _parse_array(buffer: bytes | bytearray, start: int, limits: Limits) -> tuple[Command, int]:
+    line, position = _line(
+        buffer, start + 1, limits.max_inline_length, "too big mbulk count string"
+    )
+    count = _number(line)
+    if count is None or count > limits.max_array_length:
+        raise _Broken("invalid multibulk length")
+    command: Command = []
+    for _ in range(count):
+        if position >= len(buffer):
+            raise _Incomplete
+        if buffer[position] != ord("$"):
+            got = chr(buffer[position])
+            raise _Broken(f"expected '$', got '{got if got.isprintable() else '?'}'")
+        line, position = _line(
+            buffer, position + 1, limits.max_inline_length, "too big bulk count string"
+        )
+        length = _number(line)
+        if length is None or length < 0 or length > limits.max_bulk_length:
+            raise _Broken("invalid bulk length")
+        if len(buffer) < position + length + 2:
+            raise _Incomplete
+        if buffer[position + length : position + length + 2] != CRLF:
+            raise _Broken("expected CRLF after a bulk string")
+        command.append(bytes(buffer[position : position + length]))
+        position += length + 2
+    return command, position
+
+
+def _parse_inline(buffer: bytes | bytearray, start: int, limits: Limits) -> tuple[Command, int]:
+    newline = buffer.find(b"\n", start, start + limits.max_inline_length + 1)
+    if newline < 0:
+        if len(buffer) - start > limits.max_inline_length:
+            raise _Broken("too big inline request")
+        raise _Incomplete
+    line = buffer[start:newline]
+    if line.endswith(b"\r"):
+        line = line[:-1]
+    words = split_arguments(line)
+    if words is None:
+        raise _Broken("unbalanced quotes in request")
+    return words, newline + 1
+
+
+_ESCAPES = {
+    ord("n"): b"\n",
+    ord("r"): b"\r",
+    ord("t"): b"\t",
+    ord("b"): b"\b",
+    ord("a"): b"\a",
+}
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+_SPACE = frozenset(b" \n\r\t\v\f\0")
+
+
+def split_arguments(line: bytes | bytearray) -> list[bytes] | None:
+    """An inline command's words, with redis-cli's quoting; None if quotes are unbalanced.
+
+    Words are separated by white space; "double quotes" take \\n \\r \\t \\b \\a
+    \\xHH and \\<any>, 'single quotes' take \\' only. A closing quote must be
+    followed by a space or the end of the line.
+
+    >>> split_arguments(b'SET k "a b\\\\x41"')
+    [b'SET', b'k', b'a bA']
+    """
+    words: list[bytes] = []
+    position, end = 0, len(line)
+    while True:
+        while position < end and line[position] in _SPACE:
+            position += 1
+        if position >= end:
+            return words
+        word = bytearray()
+        quote = 0
+        while True:
+            if position >= end:
+                if quote:
+                    return None
+                break
+            char = line[position]
+            if quote == ord('"'):
+                if (
+                    char == ord("\\")
+                    and position + 3 < end
+                    and line[position + 1] == ord("x")
+                    and line[position + 2] in _HEX
+                    and line[position + 3] in _HEX
+                ):
+                    word.append(int(line[position + 2 : position + 4], 16))
+                    position += 3
+                elif char == ord("\\") and position + 1 < end:
+                    position += 1
+                    word += _ESCAPES.get(line[position], line[position : position + 1])
+                elif char == ord('"'):
+                    if position + 1 < end and line[position + 1] not in _SPACE:
+                        return None
+                    quote = 0
+                    position += 1
+                    break
+                else:
+                    word.append(char)
+            elif quote == ord("'"):
+                if char == ord("\\") and position + 1 < end and line[position + 1] == ord("'"):
+                    position += 1
+                    word.append(ord("'"))
+                elif char == ord("'"):
+                    if position + 1 < end and line[position + 1] not in _SPACE:
+                        return None
+                    quote = 0
+                    position += 1
+                    break
+                else:
+                    word.append(char)
+            elif char in _SPACE:
+                break
+            elif char in (ord('"'), ord("'")):
+                quote = char
+            else:
+                word.append(char)
+            position += 1
+        words.append(bytes(word))
+
+
+# Encoders: one reply each, as bytes ready to send.
+
+
+def _one_line(text: str) -> bytes:
+    """Simple strings and errors may not hold CR or LF: Redis turns them into spaces."""
+    return text.replace("\r", " ").replace("\n", " ").encode("utf-8", "replace")
+
+
+def simple(text: str) -> bytes:
+    """A simple string: ``+OK``."""
+    return b"+" + _one_line(text) + CRLF
+
+
+def error(message: str) -> bytes:
+    """An error; by convention its first word is the kind: ``-ERR ...``, ``-NOAUTH ...``."""
+    return b"-" + _one_line(message) + CRLF
+
+
+def integer(number: int) -> bytes:
+    return b":%d\r\n" % number
+
+
+def bulk(value: bytes | None) -> bytes:
+    """A bulk string, or the nil bulk string for None."""
+    if value is None:
+        return b"$-1\r\n"
+    return b"$%d\r\n%b\r\n" % (len(value), value)
+
+
+def array(items: Sequence[bytes] | None) -> bytes:
+    """An array of replies encoded already, or the nil array for None."""
+    if items is None:
+        return b"*-1\r\n"
+    return b"*%d\r\n%b" % (len(items), b"".join(items))
+
+
+def bulk_array(values: Sequence[bytes | None]) -> bytes:
+    """An array of bulk strings (None: nil); also how a client sends a command."""
+    return array([bulk(value) for value in values])

@@ -1,0 +1,176 @@
+"""phoenix.resp: the RESP2 parser and encoders, as pure functions over bytes."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from phoenix.resp import (
+    Limits,
+    Parsed,
+    array,
+    bulk,
+    bulk_array,
+    error,
+    integer,
+    parse_commands,
+    simple,
+    split_arguments,
+)
+
+LIMITS = Limits()
+commands_strategy = st.lists(
+    st.lists(st.binary(max_size=40), min_size=1, max_size=6), min_size=1, max_size=6
+)
+
+
+def encode(commands: list[list[bytes]]) -> bytes:
+    return b"".join(bulk_array(command) for command in commands)
+
+
+def parse_byte_by_byte(data: bytes, limits: Limits = LIMITS) -> list[list[bytes]]:
+    """Feed `data` one byte at a time, as a connection would, keeping the unparsed rest."""
+    commands: list[list[bytes]] = []
+    pending = bytearray()
+    for byte in data:
+        pending.append(byte)
+        parsed = parse_commands(pending, limits)
+        assert parsed.error is None
+        commands.extend(parsed.commands)
+        del pending[: parsed.consumed]
+    assert not pending
+    return commands
+
+
+def test_encoders_write_each_reply_type() -> None:
+    assert simple("OK") == b"+OK\r\n"
+    assert error("ERR bad\r\nthing") == b"-ERR bad  thing\r\n"
+    assert integer(-42) == b":-42\r\n"
+    assert bulk(b"") == b"$0\r\n\r\n"
+    assert bulk(b"a\r\nb") == b"$4\r\na\r\nb\r\n"
+    assert bulk(None) == b"$-1\r\n"
+    assert array([integer(1), bulk(None)]) == b"*2\r\n:1\r\n$-1\r\n"
+    assert array([]) == b"*0\r\n"
+    assert array(None) == b"*-1\r\n"
+
+
+def test_a_complete_array_command_is_parsed_and_consumed() -> None:
+    data = b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"
+    assert parse_commands(data, LIMITS) == Parsed([[b"GET", b"k"]], len(data))
+
+
+def test_a_partial_frame_waits_for_more_bytes() -> None:
+    data = b"*1\r\n$4\r\nPING\r\n*2\r\n$3\r\nGET\r\n$5\r\nab"
+    parsed = parse_commands(data, LIMITS)
+    assert parsed == Parsed([[b"PING"]], 14)
+
+
+def test_inline_commands_are_split_like_redis_cli() -> None:
+    data = b"SET k \"a b\\x41\\n\" 'it\\'s'\r\nPING\n\r\n  \r\n"
+    parsed = parse_commands(data, LIMITS)
+    assert parsed.commands == [[b"SET", b"k", b"a bA\n", b"it's"], [b"PING"]]
+    assert parsed.consumed == len(data)
+    assert parsed.error is None
+
+
+def test_inline_and_array_commands_mix_in_one_buffer() -> None:
+    data = b"PING\r\n" + bulk_array([b"ECHO", b"x"]) + b"ECHO y\r\n"
+    assert parse_commands(data, LIMITS).commands == [[b"PING"], [b"ECHO", b"x"], [b"ECHO", b"y"]]
+
+
+def test_empty_arrays_are_skipped() -> None:
+    data = b"*0\r\n*-1\r\n*1\r\n$4\r\nPING\r\n"
+    assert parse_commands(data, LIMITS) == Parsed([[b"PING"]], len(data))
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"*x\r\n", "invalid multibulk length"),
+        (b"*2\r\n+GET\r\n", "expected '$', got '+'"),
+        (b"*1\r\n$-1\r\n", "invalid bulk length"),
+        (b"*1\r\n$abc\r\n", "invalid bulk length"),
+        (b"*1\r\n$2\r\nabcd\r\n", "expected CRLF after a bulk string"),
+        (b'SET k "unclosed\r\n', "unbalanced quotes in request"),
+        (b'SET k "closed"x\r\n', "unbalanced quotes in request"),
+    ],
+)
+def test_protocol_errors_are_reported(data: bytes, message: str) -> None:
+    parsed = parse_commands(data, LIMITS)
+    assert parsed.error == message
+    assert parsed.commands == []
+
+
+def test_commands_before_a_protocol_error_are_kept() -> None:
+    good = bulk_array([b"PING"])
+    parsed = parse_commands(good + b"*1\r\n$x\r\n", LIMITS)
+    assert parsed == Parsed([[b"PING"]], len(good), "invalid bulk length")
+
+
+def test_limits_bound_bulk_strings_arrays_and_lines() -> None:
+    limits = Limits(max_bulk_length=10, max_array_length=3, max_inline_length=20, max_pending=100)
+    assert parse_commands(bulk_array([b"x" * 10]), limits).error is None
+    # Refused from the header alone, before the bytes arrive.
+    assert parse_commands(b"*1\r\n$11\r\n", limits).error == "invalid bulk length"
+    assert parse_commands(b"*4\r\n", limits).error == "invalid multibulk length"
+    assert parse_commands(b"*3" + b"0" * 30, limits).error == "too big mbulk count string"
+    assert parse_commands(b"*1\r\n$1" + b"0" * 30, limits).error == "too big bulk count string"
+    assert parse_commands(b"GET " + b"k" * 30, limits).error == "too big inline request"
+    assert parse_commands(b"GET k", limits).error is None  # short: just incomplete
+    # An incomplete command may not grow past max_pending while it waits.
+    limits = Limits(max_bulk_length=60, max_pending=100)
+    waiting = b"*3\r\n" + bulk(b"x" * 60) + b"$60\r\n" + b"x" * 10
+    assert parse_commands(waiting, limits).error is None
+    assert parse_commands(waiting + b"x" * 20, limits).error == "too big request"
+
+
+def test_the_default_array_limit_is_redis_s() -> None:
+    assert parse_commands(b"*1048577\r\n", LIMITS).error == "invalid multibulk length"
+    assert parse_commands(b"*1048576\r\n", LIMITS).error is None
+
+
+@given(commands_strategy)
+def test_encode_then_parse_round_trips(commands: list[list[bytes]]) -> None:
+    data = encode(commands)
+    assert parse_commands(data, LIMITS) == Parsed(commands, len(data))
+
+
+@given(commands_strategy)
+def test_byte_by_byte_input_gives_the_same_commands(commands: list[list[bytes]]) -> None:
+    assert parse_byte_by_byte(encode(commands)) == commands
+
+
+@given(
+    st.lists(
+        st.lists(
+            st.binary(min_size=1, max_size=12).filter(
+                # '*' would begin an array, as in Redis.
+                lambda word: not any(b in word for b in b" \t\r\n\v\f\0\"'*")
+            ),
+            min_size=1,
+            max_size=5,
+        ),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_inline_commands_parse_byte_by_byte(commands: list[list[bytes]]) -> None:
+    data = b"".join(b" ".join(command) + b"\r\n" for command in commands)
+    assert parse_byte_by_byte(data) == commands
+
+
+@given(st.binary(max_size=200))
+def test_arbitrary_bytes_never_crash_the_parser(data: bytes) -> None:
+    parsed = parse_commands(data, Limits(max_bulk_length=50, max_array_length=10))
+    assert 0 <= parsed.consumed <= len(data)
+    for command in parsed.commands:
+        assert command and all(isinstance(word, bytes) for word in command)
+
+
+def test_split_arguments_quotes() -> None:
+    assert split_arguments(b"") == []
+    assert split_arguments(b'a "" b') == [b"a", b"", b"b"]
+    assert split_arguments(b'"\\"q\\\\"') == [b'"q\\']
+    assert split_arguments(b"'a\"b'") == [b'a"b']
+    assert split_arguments(b"'open") is None

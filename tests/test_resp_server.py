@@ -1,0 +1,783 @@
+"""The RESP listener: Redis clients against a node.
+
+Two halves. In process, `RespServer.serve_client` runs over trio's memory
+streams against a node on a fake clock: expiry, recovery, the connection
+rules and timeouts, deterministic and in virtual time. Against real
+`phoenix serve` processes on free 127.0.0.1 ports, redis-py (sync, and async
+under asyncio) runs every command, pipelines, errors and API keys, and a
+two-node cluster shows writes crossing between RESP and HTTP. Real processes
+use real time: every wait is bounded and every process is killed in a
+`finally`.
+
+redis-py 8 speaks RESP3 unless told otherwise; the listener speaks RESP2, so
+every client here is made with `protocol=2` (docs/resp.md says so).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import doctest
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+import httpx
+import pytest
+import redis
+import redis.asyncio
+import trio
+import trio.testing
+import trustme
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from phoenix import resp
+from phoenix.clock import FakeClock
+from phoenix.config import Config
+from phoenix.node import Node
+from phoenix.resp_server import COMMANDS, RespServer
+from phoenix.security import WhitelistFile
+from test_client import NodeProcesses, free_ports, node_processes
+
+ROOT = Path(__file__).resolve().parent.parent
+RESP_DOCS = ROOT / "docs" / "resp.md"
+START_TIMEOUT = 15.0
+CONVERGE_TIMEOUT = 5.0
+POLL_INTERVAL = 0.05
+NO_RETRY = Retry(NoBackoff(), 0)
+READER = "reader-key-0123456789"
+WRITER = "writer-key-0123456789"
+
+
+# In process: one session over memory streams.
+
+
+@attrs.define
+class Session:
+    """What a client got back from one connection, and in how many writes."""
+
+    replies: bytes
+    writes: int
+
+
+async def converse(server: RespServer, data: bytes, address: str = "127.0.0.1") -> Session:
+    """Send `data` and end the input; run the connection to its end."""
+    sent = trio.testing.MemorySendStream()
+    received = trio.testing.MemoryReceiveStream()
+    writes = 0
+
+    async def count_write() -> None:
+        nonlocal writes
+        writes += 1
+
+    sent.send_all_hook = count_write
+    received.put_data(data)
+    received.put_eof()
+    await server.serve_client(trio.StapledStream(sent, received), address)
+    return Session(sent.get_data_nowait(), writes)
+
+
+async def ask(server: RespServer, line: bytes) -> bytes:
+    return (await converse(server, line + b"\r\n")).replies
+
+
+@pytest.fixture
+def server(node: Node) -> RespServer:
+    return RespServer(node)
+
+
+async def test_pipelined_commands_are_answered_in_one_write(server: RespServer) -> None:
+    commands = resp.bulk_array([b"SET", b"k", b"v"]) + b"GET k\r\nPING\r\nECHO hi\r\n"
+    session = await converse(server, commands)
+    assert session.replies == b"+OK\r\n$1\r\nv\r\n+PONG\r\n$2\r\nhi\r\n"
+    assert session.writes == 1
+
+
+async def test_a_protocol_error_is_answered_then_the_connection_closes(server: RespServer) -> None:
+    session = await converse(server, b"PING\r\n*1\r\n$x\r\nPING\r\n")
+    assert session.replies == b"+PONG\r\n-ERR Protocol error: invalid bulk length\r\n"
+
+
+async def test_quit_answers_ok_and_ignores_what_follows(server: RespServer) -> None:
+    assert (await converse(server, b"QUIT\r\nPING\r\n")).replies == b"+OK\r\n"
+
+
+async def test_a_bulk_string_past_max_value_size_is_a_protocol_error(
+    server: RespServer, node: Node
+) -> None:
+    too_long = node.config.max_value_size + 64 * 1024 + 1
+    session = await converse(server, b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$%d\r\n" % too_long)
+    assert session.replies == b"-ERR Protocol error: invalid bulk length\r\n"
+
+
+async def test_expiry_follows_the_clock(server: RespServer, clock: FakeClock) -> None:
+    assert await ask(server, b"SET k v PX 1500") == b"+OK\r\n"
+    assert await ask(server, b"PTTL k") == b":1500\r\n"
+    clock.advance(1)
+    assert await ask(server, b"PTTL k") == b":500\r\n"
+    assert await ask(server, b"TTL k") == b":1\r\n"  # rounded, as Redis does
+    clock.advance(1)
+    assert await ask(server, b"GET k") == b"$-1\r\n"
+    assert await ask(server, b"TTL k") == b":-2\r\n"
+
+
+async def test_expire_options_and_deadlines(
+    server: RespServer, clock: FakeClock, node: Node
+) -> None:
+    await ask(server, b"SET k v")
+    assert await ask(server, b"EXPIRE k 100 XX") == b":0\r\n"  # no expiry yet
+    assert await ask(server, b"EXPIRE k 100 GT") == b":0\r\n"  # none counts as infinite
+    assert await ask(server, b"EXPIRE k 100 NX") == b":1\r\n"
+    assert await ask(server, b"EXPIRE k 50 GT") == b":0\r\n"
+    assert await ask(server, b"EXPIRE k 50 LT") == b":1\r\n"
+    assert await ask(server, b"TTL k") == b":50\r\n"
+    now_s = clock.now // 1000
+    assert await ask(server, b"EXPIREAT k %d" % (now_s + 10)) == b":1\r\n"
+    assert await ask(server, b"EXPIRETIME k") == b":%d\r\n" % (now_s + 10)
+    assert await ask(server, b"PEXPIRE k 2500") == b":1\r\n"
+    assert await ask(server, b"PEXPIRETIME k") == b":%d\r\n" % (clock.now + 2500)
+    assert await ask(server, b"PERSIST k") == b":1\r\n"
+    assert await ask(server, b"PERSIST k") == b":0\r\n"
+    assert await ask(server, b"TTL k") == b":-1\r\n"
+    # A deadline in the past removes the key; the remove is a versioned write.
+    assert await ask(server, b"EXPIRE k -1") == b":1\r\n"
+    assert await ask(server, b"EXISTS k") == b":0\r\n"
+    assert node.store.tombstone("k") is not None
+    assert await ask(server, b"EXPIRE k 10") == b":0\r\n"
+    assert await ask(server, b"EXPIRE k 10 NX XX") == (
+        b"-ERR NX and XX, GT or LT options at the same time are not compatible\r\n"
+    )
+    assert await ask(server, b"EXPIRE k 10 GT LT") == (
+        b"-ERR GT and LT options at the same time are not compatible\r\n"
+    )
+    assert await ask(server, b"EXPIRE k 10 FOO") == b"-ERR Unsupported option FOO\r\n"
+    assert await ask(server, b"EXPIRE k ten") == (
+        b"-ERR value is not an integer or out of range\r\n"
+    )
+
+
+async def test_expiry_changes_are_new_versions_of_the_same_value(
+    server: RespServer, node: Node, clock: FakeClock
+) -> None:
+    await ask(server, b"SET k v")
+    first = node.store.get("k")
+    assert first is not None
+    version = first.version
+    await ask(server, b"EXPIRE k 10")
+    entry = node.store.get("k")
+    assert entry is not None
+    assert entry.version > version
+    assert entry.value == b"v"
+    assert entry.expires_at == clock.now + 10_000
+    # SET KEEPTTL keeps the deadline; INCR keeps it too.
+    await ask(server, b"SET k 5 KEEPTTL")
+    await ask(server, b"INCR k")
+    assert await ask(server, b"GET k") == b"$1\r\n6\r\n"
+    assert await ask(server, b"PTTL k") == b":10000\r\n"
+
+
+async def test_set_with_a_past_exat_leaves_no_key(server: RespServer, clock: FakeClock) -> None:
+    past = clock.now // 1000 - 10
+    assert await ask(server, b"SET k v EXAT %d" % past) == b"+OK\r\n"
+    assert await ask(server, b"EXISTS k") == b":0\r\n"
+
+
+async def test_getex_sets_or_removes_the_expiry(server: RespServer, clock: FakeClock) -> None:
+    await ask(server, b"SET k v")
+    assert await ask(server, b"GETEX k EX 5") == b"$1\r\nv\r\n"
+    assert await ask(server, b"TTL k") == b":5\r\n"
+    assert await ask(server, b"GETEX k PXAT %d" % (clock.now + 700)) == b"$1\r\nv\r\n"
+    assert await ask(server, b"PTTL k") == b":700\r\n"
+    assert await ask(server, b"GETEX k PERSIST") == b"$1\r\nv\r\n"
+    assert await ask(server, b"TTL k") == b":-1\r\n"
+    assert await ask(server, b"GETEX k EX 0") == b"-ERR invalid expire time in 'getex' command\r\n"
+    assert await ask(server, b"GETEX k PERSIST EX 1") == b"-ERR syntax error\r\n"
+    assert await ask(server, b"GETEX missing EX 1") == b"$-1\r\n"
+
+
+async def test_reads_answer_loading_while_the_node_recovers(clock: FakeClock) -> None:
+    config = Config(node_id="recovering", peers=("http://127.0.0.1:9",), num_counters=1000)
+    node = Node(config, clock=clock)
+    assert not node.ready
+    server = RespServer(node)
+    session = await converse(server, b"SET k v\r\nGET k\r\nINCR n\r\nPING\r\n")
+    loading = b"-LOADING node is recovering its data from a peer; retry shortly\r\n"
+    assert session.replies == b"+OK\r\n" + loading + loading + b"+PONG\r\n"
+    node.ready = True
+    assert await ask(server, b"GET k") == b"$1\r\nv\r\n"
+
+
+async def test_max_conns_per_ip_refuses_the_next_connection(clock: FakeClock) -> None:
+    node = Node(Config(node_id="n", max_conns_per_ip=1, num_counters=1000), clock=clock)
+    server = RespServer(node)
+    first_client, first_server = trio.testing.memory_stream_pair()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server.serve_client, first_server, "10.1.1.1")
+        await first_client.send_all(b"PING\r\n")
+        assert await first_client.receive_some() == b"+PONG\r\n"
+        refused = await converse(server, b"PING\r\n", "10.1.1.1")
+        assert refused.replies == b"-ERR max number of clients reached\r\n"
+        # Another address is not affected.
+        assert (await converse(server, b"PING\r\n", "10.1.1.2")).replies == b"+PONG\r\n"
+        await first_client.aclose()
+    assert server.rejected_connections == 1
+    assert (await converse(server, b"PING\r\n", "10.1.1.1")).replies == b"+PONG\r\n"
+
+
+async def test_the_whitelist_refuses_other_addresses(node: Node, tmp_path: Path) -> None:
+    path = tmp_path / "whitelist.json"
+    path.write_text('{"allowed_nodes": ["10.0.0.0/8"]}')
+    server = RespServer(node, WhitelistFile(path))
+    assert (await converse(server, b"PING\r\n", "10.2.3.4")).replies == b"+PONG\r\n"
+    refused = await converse(server, b"PING\r\n", "192.168.1.1")
+    assert refused.replies == b"-ERR 192.168.1.1 is not in the whitelist\r\n"
+
+
+async def test_an_incomplete_frame_is_closed_after_read_timeout(
+    node: Node, autojump_clock: trio.abc.Clock
+) -> None:
+    server = RespServer(node)
+    client, server_side = trio.testing.memory_stream_pair()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server.serve_client, server_side, "127.0.0.1")
+        # Idle with nothing pending: kept open, like Redis with timeout 0.
+        await trio.sleep(10 * node.config.read_timeout)
+        await client.send_all(b"PING\r\n")
+        assert await client.receive_some() == b"+PONG\r\n"
+        started = trio.current_time()
+        await client.send_all(b"*1\r\n$4\r\nPI")
+        await trio.sleep(node.config.read_timeout / 2)
+        await client.send_all(b"N")  # a byte at a time does not extend the deadline
+        assert await client.receive_some() == b""
+        assert trio.current_time() - started == pytest.approx(node.config.read_timeout)
+
+
+async def test_frames_stay_small_until_auth(clock: FakeClock) -> None:
+    config = Config(node_id="n", num_counters=1000, read_write_keys=(WRITER,))
+    server = RespServer(Node(config, clock=clock))
+    big_set = resp.bulk_array([b"SET", b"k", b"v" * 20_000])
+    refused = await converse(server, big_set)
+    assert refused.replies == b"-ERR Protocol error: invalid bulk length\r\n"
+    too_many = resp.bulk_array([b"EXISTS", *[b"k"] * 10])
+    assert (await converse(server, too_many)).replies == (
+        b"-ERR Protocol error: invalid multibulk length\r\n"
+    )
+    # AUTH in the same write as the large command lifts the limits for what follows.
+    session = await converse(server, resp.bulk_array([b"AUTH", WRITER.encode()]) + big_set)
+    assert session.replies == b"+OK\r\n+OK\r\n"
+
+
+async def test_the_listener_serves_on_a_socket_and_stops_with_its_nursery(node: Node) -> None:
+    config = attrs.evolve(node.config, port="127.0.0.1:8080", resp_port=free_ports(1)[0])
+    server = RespServer(Node(config))
+    async with trio.open_nursery() as nursery:
+        addresses = await nursery.start(server.serve)
+        assert addresses == [f"127.0.0.1:{config.resp_port}"]
+        stream = await trio.open_tcp_stream("127.0.0.1", config.resp_port)
+        async with stream:
+            await stream.send_all(b"PING\r\n")
+            assert await stream.receive_some() == b"+PONG\r\n"
+        nursery.cancel_scope.cancel()
+
+
+# Real processes and redis-py.
+
+
+def wait_for_resp(port: int, **options: Any) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    client = redis.Redis(port=port, protocol=2, socket_timeout=2, **options)
+    while True:
+        try:
+            client.ping()
+            client.close()
+            return
+        except redis.ConnectionError:
+            if time.monotonic() > deadline:
+                pytest.fail(f"RESP port {port} not answering within {START_TIMEOUT} s")
+            time.sleep(POLL_INTERVAL)
+
+
+@attrs.frozen
+class RespNode:
+    http: str
+    resp_port: int
+    nodes: NodeProcesses
+
+    def client(self, **options: Any) -> redis.Redis:
+        # No retries: redis-py retries a refused AUTH with backoff, seconds in all.
+        return redis.Redis(
+            port=self.resp_port, protocol=2, socket_timeout=5, retry=NO_RETRY, **options
+        )
+
+
+def start_node(nodes: NodeProcesses, name: str, settings: dict[str, Any]) -> RespNode:
+    http_port, resp_port = free_ports(2)
+    url = nodes.start(name, http_port, {"resp_port": resp_port, **settings})
+    nodes.wait_ready(name)
+    wait_for_resp(resp_port, password=settings.get("read_write_keys", [None])[0])
+    return RespNode(url, resp_port, nodes)
+
+
+@pytest.fixture(scope="module")
+def plain_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RespNode]:
+    with node_processes(tmp_path_factory.mktemp("resp")) as nodes:
+        yield start_node(nodes, "plain", {"max_key_length": 64, "max_value_size": 4096})
+
+
+@pytest.fixture(scope="module")
+def keyed_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RespNode]:
+    with node_processes(tmp_path_factory.mktemp("resp-keys")) as nodes:
+        yield start_node(nodes, "keyed", {"read_only_keys": [READER], "read_write_keys": [WRITER]})
+
+
+@pytest.fixture
+def r(plain_node: RespNode) -> Iterator[redis.Redis]:
+    client = plain_node.client()
+    client.flushall()
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def error_of(client: redis.Redis, *command: Any) -> str:
+    with pytest.raises(redis.ResponseError) as caught:
+        client.execute_command(*command)
+    return str(caught.value)
+
+
+def test_connection_commands(r: redis.Redis) -> None:
+    assert r.ping() is True
+    assert r.echo("hello") == b"hello"
+    assert r.execute_command("SELECT", 0) is True
+    assert error_of(r, "SELECT", 1) == "DB index is out of range"
+    assert error_of(r, "SELECT", "x") == "value is not an integer or out of range"
+    assert r.client_setname("worker-1") is True
+    assert r.client_getname() == "worker-1"
+    assert isinstance(r.client_id(), int)
+    assert r.execute_command("CLIENT", "SETINFO", "LIB-NAME", "x") == b"OK"
+    # redis-py makes dicts of COMMAND's empty arrays (the raw reply is checked below).
+    assert r.execute_command("COMMAND", "DOCS") == {}
+    assert r.execute_command("COMMAND") == {}
+    hello = r.execute_command("HELLO", 2)
+    fields = dict(zip(hello[::2], hello[1::2], strict=True))
+    assert fields[b"proto"] == 2
+    assert fields[b"server"] == b"redis"
+    assert fields[b"modules"] == []
+    assert r.execute_command("HELLO")[5] == 2
+    assert error_of(r, "HELLO", 3) == "NOPROTO unsupported protocol version"
+    assert error_of(r, "HELLO", "x") == "Protocol version is not an integer or out of range"
+    with pytest.raises(redis.AuthenticationError, match="without any password configured"):
+        r.execute_command("AUTH", "secret")
+    assert r.execute_command("AUTH", "default", "anything") is True
+
+
+def test_noproto_error_has_its_own_prefix(plain_node: RespNode) -> None:
+    with socket.create_connection(("127.0.0.1", plain_node.resp_port), timeout=5) as sock:
+        sock.sendall(b"HELLO 3\r\nQUIT\r\n")
+        assert read_all(sock) == b"-NOPROTO unsupported protocol version\r\n+OK\r\n"
+
+
+def read_all(sock: socket.socket) -> bytes:
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+def test_get_set_and_set_options(r: redis.Redis) -> None:
+    assert r.get("missing") is None
+    assert r.set("k", "v") is True
+    assert r.get("k") == b"v"
+    assert r.set("k", "w", nx=True) is None
+    assert r.set("new", "x", xx=True) is None
+    assert r.get("new") is None
+    assert r.set("k", "w", xx=True) is True
+    assert r.set("k", "x", get=True) == b"w"
+    assert r.set("fresh", "1", get=True) is None
+    assert r.set("fresh", "2", nx=True, get=True) == b"1"  # NX with GET: the old value
+    assert r.get("fresh") == b"1"
+    assert r.set("k", "v", ex=100) is True
+    assert 99 <= r.ttl("k") <= 100
+    assert r.set("k", "v", keepttl=True) is True
+    assert 99 <= r.ttl("k") <= 100
+    assert r.set("k", "v") is True
+    assert r.ttl("k") == -1
+    assert r.set("k", "v", px=5000) is True
+    assert 4900 <= r.pttl("k") <= 5000
+    assert r.set("k", "v", exat=int(time.time()) + 100) is True
+    assert 98 <= r.ttl("k") <= 100
+    assert r.set("k", "v", pxat=int(time.time() * 1000) + 100_000) is True
+    assert 98 <= r.ttl("k") <= 100
+    assert r.set("k", b"\x00\xff binary \r\n") is True
+    assert r.get("k") == b"\x00\xff binary \r\n"
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        (("SET", "k", "v", "EX", "10", "PX", "10"), "syntax error"),
+        (("SET", "k", "v", "NX", "XX"), "syntax error"),
+        (("SET", "k", "v", "EX", "10", "KEEPTTL"), "syntax error"),
+        (("SET", "k", "v", "EX"), "syntax error"),
+        (("SET", "k", "v", "BOGUS"), "syntax error"),
+        (("SET", "k", "v", "EX", "0"), "invalid expire time in 'set' command"),
+        (("SET", "k", "v", "PX", "-5"), "invalid expire time in 'set' command"),
+        (("SET", "k", "v", "EX", "ten"), "value is not an integer or out of range"),
+        (("SETEX", "k", "0", "v"), "invalid expire time in 'setex' command"),
+        (("PSETEX", "k", "-1", "v"), "invalid expire time in 'psetex' command"),
+        (("GET",), "wrong number of arguments for 'get' command"),
+        (("GET", "a", "b"), "wrong number of arguments for 'get' command"),
+        (("MSET", "a", "1", "b"), "wrong number of arguments for 'mset' command"),
+        (("PING", "a", "b"), "wrong number of arguments for 'ping' command"),
+        (("FLUSHALL", "NOW"), "syntax error"),
+        (("SCAN", "x"), "invalid cursor"),
+        (("SCAN", "0", "COUNT", "0"), "syntax error"),
+        (("SCAN", "0", "MATCH"), "syntax error"),
+        (("CLIENT", "KILL"), "unknown subcommand 'KILL'. Try CLIENT HELP."),
+        (
+            ("CLIENT", "SETNAME", "a b"),
+            "Client names cannot contain spaces, newlines or special characters.",
+        ),
+        (("DISCARD",), "DISCARD without MULTI"),
+        (("EXEC",), "EXEC without MULTI"),
+    ],
+)
+def test_redis_s_errors(r: redis.Redis, command: tuple[str, ...], message: str) -> None:
+    assert error_of(r, *command) == message
+
+
+def test_unknown_commands_name_their_first_arguments(r: redis.Redis) -> None:
+    assert error_of(r, "FOO", "a", "b") == (
+        "unknown command 'FOO', with args beginning with: 'a' 'b' "
+    )
+    assert error_of(r, "WAIT") == "unknown command 'WAIT', with args beginning with: "
+
+
+def test_limits_of_keys_and_values_refuse_without_writing(r: redis.Redis) -> None:
+    assert error_of(r, "SET", "k" * 65, "v") == "key is longer than max_key_length (64 bytes)"
+    assert error_of(r, "SET", "k", "v" * 4097) == "value is larger than max_value_size (4096 bytes)"
+    assert error_of(r, "MSET", "a", "1", "b", "v" * 4097) == (
+        "value is larger than max_value_size (4096 bytes)"
+    )
+    assert r.exists("k", "a", "b") == 0
+    assert error_of(r, "GET", "") == "key must not be empty"
+    assert error_of(r, "GET", b"\xff") == "key must be valid UTF-8"
+    assert r.set("ключ", "значение") is True
+    assert r.get("ключ") == "значение".encode()
+
+
+def test_string_commands(r: redis.Redis) -> None:
+    assert r.execute_command("SETEX", "a", 100, "1") is True
+    assert 99 <= r.ttl("a") <= 100
+    assert r.psetex("b", 100_000, "2") is True
+    assert 99_000 <= r.pttl("b") <= 100_000
+    assert r.getex("a", persist=True) == b"1"
+    assert r.ttl("a") == -1
+    assert r.getex("a", ex=50) == b"1"
+    assert 49 <= r.ttl("a") <= 50
+    assert r.getex("a") == b"1"
+    assert r.getdel("a") == b"1"
+    assert r.getdel("a") is None
+    assert r.setnx("c", "3") is True
+    assert r.setnx("c", "4") is False
+    assert r.getset("c", "5") == b"3"
+    assert r.get("c") == b"5"
+    assert r.strlen("c") == 1
+    assert r.strlen("nothing") == 0
+    assert r.append("c", "67") == 3
+    assert r.append("d", "x") == 1
+    assert r.get("c") == b"567"
+
+
+def test_multi_key_commands(r: redis.Redis) -> None:
+    assert r.mset({"a": "1", "b": "2", "c": "3"}) is True
+    assert r.mget("a", "missing", "c") == [b"1", None, b"3"]
+    assert r.exists("a", "a", "missing") == 2  # repeats count, as in Redis
+    assert r.delete("a", "missing", "a") == 1
+    assert r.unlink("b", "c") == 2
+    assert r.exists("a", "b", "c") == 0
+
+
+def test_ttl_type_persist_and_expire(r: redis.Redis) -> None:
+    assert r.ttl("missing") == -2
+    assert r.pttl("missing") == -2
+    assert r.type("missing") == b"none"
+    r.set("k", "v")
+    assert r.type("k") == b"string"
+    assert r.ttl("k") == -1
+    assert r.pttl("k") == -1
+    assert r.expire("k", 100) is True
+    assert 99 <= r.ttl("k") <= 100
+    assert r.pexpire("k", 50_000) is True
+    assert 49_000 <= r.pttl("k") <= 50_000
+    assert r.expireat("k", int(time.time()) + 200) is True
+    assert 198 <= r.ttl("k") <= 200
+    assert r.execute_command("PEXPIREAT", "k", int(time.time() * 1000) + 300_000) == 1
+    assert 298 <= r.ttl("k") <= 300
+    assert r.persist("k") is True
+    assert r.ttl("k") == -1
+    assert r.expire("missing", 10) is False
+    assert r.expire("k", 0) is True  # a deadline not in the future removes the key
+    assert r.get("k") is None
+
+
+def test_keys_scan_dbsize_and_flush(r: redis.Redis) -> None:
+    names = [f"user:{n}" for n in range(30)] + ["other", "User:1", "a*b"]
+    r.mset(dict.fromkeys(names, "x"))
+    assert r.dbsize() == len(names)
+    assert sorted(r.keys("user:*")) == sorted(n.encode() for n in names[:30])
+    assert sorted(r.keys("user:1?")) == sorted(f"user:{n}".encode() for n in range(10, 20))
+    assert r.keys("User:*") == [b"User:1"]  # case-sensitive
+    assert sorted(r.keys("user:[12]")) == [b"user:1", b"user:2"]
+    assert r.keys("user:[^0-8]") == [b"user:9"]
+    assert r.keys("a\\*b") == [b"a*b"]
+    assert sorted(r.keys("*")) == sorted(n.encode() for n in names)
+    seen: list[bytes] = []
+    cursor = 0
+    while True:
+        cursor, page = r.scan(cursor, count=5)
+        seen.extend(page)
+        if cursor == 0:
+            break
+    assert sorted(seen) == sorted(n.encode() for n in names)
+    assert sorted(r.scan_iter(match="user:2*", count=100)) == sorted(
+        n.encode() for n in names if n.startswith("user:2")
+    )
+    assert list(r.scan_iter(_type="hash")) == []
+    assert r.flushdb() is True
+    assert r.dbsize() == 0
+    r.set("again", "1")
+    assert r.flushall(asynchronous=True) is True
+    assert r.keys("*") == []
+
+
+def test_counters(r: redis.Redis) -> None:
+    assert r.incr("n") == 1
+    assert r.incrby("n", 10) == 11
+    assert r.decr("n") == 10
+    assert r.decrby("n", 20) == -10
+    assert r.get("n") == b"-10"
+    r.set("text", "abc")
+    assert error_of(r, "INCR", "text") == "value is not an integer or out of range"
+    r.set("padded", " 1")
+    assert error_of(r, "INCR", "padded") == "value is not an integer or out of range"
+    assert error_of(r, "INCRBY", "n", "1.5") == "value is not an integer or out of range"
+    r.set("big", str(2**63 - 1))
+    assert error_of(r, "INCR", "big") == "increment or decrement would overflow"
+    assert error_of(r, "DECRBY", "n", str(-(2**63))) == "decrement would overflow"
+
+
+def test_info_reports_the_node_s_figures(r: redis.Redis, plain_node: RespNode) -> None:
+    r.set("a", "1")
+    r.get("a")
+    r.get("missing")
+    info = r.info()
+    assert info["redis_version"] == "7.2.0"
+    assert info["tcp_port"] == plain_node.resp_port
+    assert info["node_id"] == "plain"
+    assert info["connected_clients"] >= 1
+    assert info["used_memory"] > 0
+    assert info["keyspace_hits"] >= 1
+    assert info["keyspace_misses"] >= 1
+    assert info["role"] == "master"
+    assert info["db0"]["keys"] == 1
+    assert set(r.info("memory")) == {"used_memory", "maxmemory", "maxmemory_policy"}
+    assert r.info("nothing-like-this") == {}
+
+
+def test_pipelines_and_transactions(r: redis.Redis) -> None:
+    pipe = r.pipeline(transaction=False)
+    for n in range(100):
+        pipe.set(f"p{n}", n)
+    pipe.get("p42").incr("p42").delete("p0").exists("p0")
+    results = pipe.execute()
+    assert results[:100] == [True] * 100
+    assert results[100:] == [b"42", 43, 1, 0]
+    with r.pipeline() as transaction:  # MULTI ... EXEC
+        transaction.set("t", "1").incr("t").get("t")
+        assert transaction.execute() == [True, 2, b"2"]
+    with pytest.raises(redis.ResponseError), r.pipeline() as transaction:
+        transaction.set("t", "5").execute_command("NOSUCH")
+        transaction.execute()
+    assert r.get("t") == b"2"
+
+
+def test_raw_inline_commands_and_pipelining(plain_node: RespNode) -> None:
+    with socket.create_connection(("127.0.0.1", plain_node.resp_port), timeout=5) as sock:
+        sock.sendall(
+            b'SET greeting "hello world"\r\nGET greeting\r\nDEL greeting\r\nPING hi\r\n'
+            b"COMMAND DOCS\r\nCOMMAND COUNT\r\nQUIT\r\n"
+        )
+        assert read_all(sock) == (
+            b"+OK\r\n$11\r\nhello world\r\n:1\r\n$2\r\nhi\r\n*0\r\n:%d\r\n+OK\r\n" % len(COMMANDS)
+        )
+
+
+def test_the_async_client_under_asyncio(plain_node: RespNode) -> None:
+    async def main() -> list[Any]:
+        client = redis.asyncio.Redis(port=plain_node.resp_port, protocol=2, socket_timeout=5)
+        try:
+            await client.set("async", "yes", ex=60)
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.get("async").ttl("async").incr("async-n")
+                results: list[Any] = await pipe.execute()
+            await client.delete("async", "async-n")
+            return results
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(main()) == [b"yes", 60, 1]
+
+
+def test_api_keys(keyed_node: RespNode) -> None:
+    anonymous = keyed_node.client()
+    with pytest.raises(redis.AuthenticationError):
+        anonymous.get("k")  # NOAUTH
+    with pytest.raises(redis.AuthenticationError):
+        keyed_node.client(password="wrong-key-0123456789").ping()
+    writer = keyed_node.client(password=WRITER)
+    assert writer.set("k", "v") is True
+    reader = keyed_node.client(username="anyone", password=READER)  # AUTH user key
+    assert reader.get("k") == b"v"
+    assert reader.ttl("k") == -1
+    with pytest.raises(redis.exceptions.NoPermissionError, match="read-only"):
+        reader.set("k", "w")
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        reader.flushall()
+    assert writer.get("k") == b"v"
+    for client in (anonymous, writer, reader):
+        client.close()
+
+
+def test_api_keys_on_a_raw_connection(keyed_node: RespNode) -> None:
+    with socket.create_connection(("127.0.0.1", keyed_node.resp_port), timeout=5) as sock:
+        sock.sendall(
+            b"PING\r\nNOSUCH\r\nHELLO 2\r\nAUTH wrong-key-0123456789\r\n"
+            + f"HELLO 2 AUTH default {READER} SETNAME me\r\n".encode()
+            + b"CLIENT GETNAME\r\nDEL k\r\nQUIT\r\n"
+        )
+        replies = read_all(sock)
+    assert replies.startswith(
+        b"-NOAUTH Authentication required.\r\n"
+        b"-ERR unknown command 'NOSUCH', with args beginning with: \r\n"
+        b"-NOAUTH HELLO must be called with the client already authenticated, otherwise the "
+        b"HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and "
+        b"select the RESP protocol version at the same time\r\n"
+        b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+        b"*14\r\n"
+    )
+    assert replies.endswith(
+        b"$2\r\nme\r\n"
+        b"-NOPERM this key is read-only: no permission to run the 'del' command\r\n+OK\r\n"
+    )
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[RespNode]]:
+    with node_processes(tmp_path_factory.mktemp("resp-cluster")) as nodes:
+        http_ports = free_ports(4)
+        peers = [f"http://127.0.0.1:{port}" for port in http_ports[:2]]
+        settings = {"peers": peers, "heart_beat_interval_in_seconds": 0.5}
+        for name, http_port, resp_port in (("a", *http_ports[::2]), ("b", *http_ports[1::2])):
+            nodes.start(name, http_port, {**settings, "resp_port": resp_port})
+        nodes.wait_ready("a", "b")
+        wait_for_resp(http_ports[2])
+        wait_for_resp(http_ports[3])
+        yield [
+            RespNode(peers[0], http_ports[2], nodes),
+            RespNode(peers[1], http_ports[3], nodes),
+        ]
+
+
+def poll(check: Any, what: str) -> None:
+    deadline = time.monotonic() + CONVERGE_TIMEOUT
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} within {CONVERGE_TIMEOUT} s")
+        time.sleep(POLL_INTERVAL)
+
+
+def test_resp_writes_replicate_to_http_and_back(cluster: list[RespNode]) -> None:
+    a, b = cluster
+    on_a = a.client()
+    assert on_a.set("crossing", "from-resp", ex=300) is True
+    with httpx.Client(timeout=5) as http:
+
+        def on_b() -> httpx.Response:
+            return http.get(f"{b.http}/get", params={"key": "crossing"})
+
+        poll(lambda: on_b().status_code == 200, "a RESP write on a not readable over HTTP on b")
+        assert on_b().content == b"from-resp"
+        expiring = http.get(f"{b.http}/trygetwithexpire", params={"key": "crossing"}).json()
+        assert 290 < expiring["expires_in"] <= 300  # the deadline travelled with the value
+
+        answer = http.post(f"{b.http}/set", params={"key": "back", "ttl": 0}, content=b"http")
+        assert answer.status_code == 200
+    poll(lambda: on_a.get("back") == b"http", "an HTTP write on b not readable over RESP on a")
+    assert on_a.delete("back") == 1
+    on_b_resp = b.client()
+    poll(lambda: on_b_resp.exists("back") == 0, "a RESP delete on a not seen on b")
+    assert on_a.incr("counter") == 1
+    poll(lambda: on_b_resp.get("counter") == b"1", "INCR on a not seen on b")
+    on_a.close()
+    on_b_resp.close()
+
+
+def test_the_redis_py_example_of_the_docs(plain_node: RespNode) -> None:
+    text = RESP_DOCS.read_text(encoding="utf-8").replace("6380", str(plain_node.resp_port))
+    examples = doctest.DocTestParser().get_doctest(text, {}, "docs/resp.md", str(RESP_DOCS), 0)
+    assert len(examples.examples) >= 5
+    runner = doctest.DocTestRunner(verbose=False)
+    output: list[str] = []
+    runner.run(examples, out=output.append)
+    assert runner.failures == 0, "".join(output)
+
+
+async def test_with_a_certificate_the_listener_speaks_tls(tmp_path: Path) -> None:
+    authority = trustme.CA()
+    certificate = authority.issue_cert("127.0.0.1")
+    certfile, keyfile, cafile = (tmp_path / name for name in ("cert.pem", "key.pem", "ca.pem"))
+    certificate.private_key_and_cert_chain_pem.write_to_path(str(certfile))
+    certificate.private_key_pem.write_to_path(str(keyfile))
+    authority.cert_pem.write_to_path(str(cafile))
+    config = Config(
+        node_id="tls",
+        num_counters=1000,
+        certfile=str(certfile),
+        keyfile=str(keyfile),
+        resp_port=free_ports(1)[0],
+    )
+    server = RespServer(Node(config))
+
+    def talk() -> Any:
+        client = redis.Redis(
+            host="127.0.0.1",
+            port=config.resp_port,
+            protocol=2,
+            ssl=True,
+            ssl_ca_certs=str(cafile),
+            socket_timeout=5,
+            retry=NO_RETRY,
+        )
+        try:
+            client.set("secure", "yes")
+            return client.get("secure")
+        finally:
+            client.close()
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.serve)
+        with trio.fail_after(10):
+            assert await trio.to_thread.run_sync(talk) == b"yes"
+        # A client that does not speak TLS gets nowhere, and the listener goes on.
+        with trio.fail_after(10):
+            plain = await trio.open_tcp_stream("127.0.0.1", config.resp_port)
+            async with plain:
+                await plain.send_all(b"PING\r\n")
+                assert await plain.receive_some() == b""
+            assert await trio.to_thread.run_sync(talk) == b"yes"
+        nursery.cancel_scope.cancel()
