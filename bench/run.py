@@ -13,7 +13,10 @@ the min-max over repeated runs; the plots go to a `bench/` folder next to it
   3. Memory per entry        bench/memory.py, one fresh process per figure
   4. HTTP                    `phoenix serve` and bench/bare_asgi.py under hypercorn,
                              loaded by wrk, or by bench/load.py without it
-  5. Replication             bench/replication.py: three `phoenix serve`, and catch-up
+  5. RESP                    bench/resp_bench.py: `phoenix serve` with resp_port and
+                             redis-server, loaded by redis-benchmark (skipped, with a
+                             note, when redis-server is not installed)
+  6. Replication             bench/replication.py: three `phoenix serve`, and catch-up
 
 matplotlib and cachetools (the `bench` extra: pip install -e '.[bench]') are
 optional: without them the report says what it left out (plots, the
@@ -51,6 +54,7 @@ import trio
 
 import hit_ratio
 import replication
+import resp_bench
 import store_micro
 from hit_ratio import HitRow
 from load import process_cpu_seconds
@@ -61,7 +65,14 @@ REPO_ROOT = BENCH.parent
 DEFAULT_OUTPUT = REPO_ROOT / "docs" / "benchmarks.md"
 PACKAGES = ("phoenixcache", "trio", "hypercorn", "quart-trio", "quart", "httpx", "attrs", "h11")
 EXTRAS = ("matplotlib", "cachetools")
-SECTIONS = ("Store micro-benchmarks", "Hit ratio", "Memory per entry", "HTTP", "Replication")
+SECTIONS = (
+    "Store micro-benchmarks",
+    "Hit ratio",
+    "Memory per entry",
+    "HTTP",
+    "RESP",
+    "Replication",
+)
 CONNECTIONS = 16
 START_TIMEOUT = 30.0
 KEY_BYTES = 24
@@ -100,6 +111,7 @@ class Sizes:
     catch_up_keys: int
     catch_up_changes: int
     catch_up_repeats: int
+    resp: resp_bench.RespSizes
 
 
 FULL = Sizes(
@@ -125,6 +137,7 @@ FULL = Sizes(
     catch_up_keys=20_000,
     catch_up_changes=200,
     catch_up_repeats=3,
+    resp=resp_bench.FULL,
 )
 
 SMOKE = Sizes(
@@ -150,6 +163,7 @@ SMOKE = Sizes(
     catch_up_keys=2_000,
     catch_up_changes=20,
     catch_up_repeats=1,
+    resp=resp_bench.SMOKE,
 )
 
 
@@ -622,6 +636,7 @@ class Results:
     hit: HitRatios | None = None
     memory: list[dict[str, Any]] | None = None
     http: HttpResults | None = None
+    resp: resp_bench.RespResults | None = None
     replication: ReplicationResults | None = None
     seconds: dict[str, float] = attrs.field(factory=dict)
     failures: dict[str, str] = attrs.field(factory=dict)
@@ -732,6 +747,9 @@ def make_plots(results: Results, folder: Path, relative: str) -> None:
         axes.set_ylabel("requests/s (median, min-max)")
         axes.set_title(f"HTTP, {results.http.generator}")
         save(figure, "HTTP", "http.png")
+
+    if results.resp and resp_bench.plot(results.resp, folder / "resp.png", plt):
+        results.plots["RESP"] = f"{relative}/resp.png"
 
 
 def plural(count: int, noun: str) -> str:
@@ -972,6 +990,11 @@ def render_http(results: Results) -> list[str]:
     return out
 
 
+def render_resp(results: Results) -> list[str]:
+    assert results.resp is not None
+    return resp_bench.render(results.resp)
+
+
 def render_replication(results: Results) -> list[str]:
     rep = results.replication
     sizes = results.sizes
@@ -1064,6 +1087,7 @@ def render(results: Results) -> str:
         "Hit ratio": (results.hit, render_hit_ratio),
         "Memory per entry": (results.memory, render_memory),
         "HTTP": (results.http, render_http),
+        "RESP": (results.resp, render_resp),
         "Replication": (results.replication, render_replication),
     }
     for number, section in enumerate(SECTIONS, start=1):
@@ -1127,6 +1151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results.hit = timed(results, "Hit ratio", lambda: bench_hit_ratio(sizes, trace))
     results.memory = timed(results, "Memory per entry", lambda: bench_memory(sizes))
     results.http = timed(results, "HTTP", lambda: bench_http(sizes, wrk))
+    results.resp = timed(results, "RESP", lambda: resp_bench.run(sizes.resp))
     results.replication = timed(results, "Replication", lambda: bench_replication(sizes))
     load = os.getloadavg()
     results.machine["Load average at end"] = f"{load[0]:.2f} (1 min), {load[1]:.2f} (5 min)"

@@ -22,6 +22,8 @@ BENCH = REPO_ROOT / "bench"
 RUNNER = BENCH / "run.py"
 SMOKE_TIMEOUT = 120
 SECTIONS = ("Store micro-benchmarks", "Hit ratio", "Memory per entry", "HTTP", "Replication")
+# Needs redis-server and redis-benchmark; without them the section says it was skipped.
+RESP_SECTION = "RESP"
 # A table row whose cells after the first hold at least one number.
 NUMBERED_ROW = re.compile(r"^\|[^|\n]+\|.*\d", re.MULTILINE)
 
@@ -86,6 +88,12 @@ def test_smoke_run_reports_every_benchmark_with_numbers(tmp_path: Path) -> None:
         assert route in http, route
     assert "apt-get install wrk" in http
     assert "lag after ack p99" in sections["Replication"]
+    resp = sections[RESP_SECTION]
+    if "**Skipped:" in resp:
+        assert "apt-get install redis-server redis-tools" in resp
+    else:
+        assert len(NUMBERED_ROW.findall(resp)) >= 2, resp
+        assert "PhoenixCache" in resp and "redis-server" in resp and "82,000" in resp
 
     pictures = re.findall(r"!\[[^]]*\]\(([^)]+\.png)\)", report)
     if installed("matplotlib"):
@@ -123,3 +131,17 @@ def test_wrk_output_is_parsed_with_its_units(monkeypatch: pytest.MonkeyPatch) ->
     assert p50_ms == pytest.approx(0.95)
     assert p99_ms == pytest.approx(1200.0)
     assert (non_2xx, socket_errors) == (7, 3)
+
+
+def test_resp_benchmark_is_skipped_with_a_note_without_redis(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.syspath_prepend(str(BENCH))
+    import resp_bench
+
+    monkeypatch.setattr(resp_bench, "tool", lambda name: None)
+    results = resp_bench.run(resp_bench.SMOKE, log=sys.stderr)
+    assert results.skipped and not results.runs
+    text = "\n".join(resp_bench.render(results))
+    assert "Skipped: redis-server and redis-benchmark not installed" in text
+    assert "apt-get install redis-server redis-tools" in text
