@@ -781,3 +781,9 @@ async def test_with_a_certificate_the_listener_speaks_tls(tmp_path: Path) -> Non
                 assert await plain.receive_some() == b""
             assert await trio.to_thread.run_sync(talk) == b"yes"
         nursery.cancel_scope.cancel()
+
+
+def test_config_get_answers_an_empty_match_as_redis_benchmark_expects(r: redis.Redis) -> None:
+    assert r.execute_command("CONFIG", "GET", "save") == []
+    with pytest.raises(redis.ResponseError, match="only CONFIG GET"):
+        r.execute_command("CONFIG", "SET", "save", "")
