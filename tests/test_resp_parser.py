@@ -1,11 +1,14 @@
-"""phoenix.resp: the RESP2 parser and encoders, as pure functions over bytes."""
+"""phoenix.resp: the RESP parser and the RESP2 / RESP3 encoders, as pure functions over bytes."""
 
 from __future__ import annotations
+
+import doctest
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from phoenix import resp
 from phoenix.resp import (
     Limits,
     Parsed,
@@ -14,6 +17,8 @@ from phoenix.resp import (
     bulk_array,
     error,
     integer,
+    mapping,
+    null,
     parse_commands,
     simple,
     split_arguments,
@@ -53,6 +58,26 @@ def test_encoders_write_each_reply_type() -> None:
     assert array([integer(1), bulk(None)]) == b"*2\r\n:1\r\n$-1\r\n"
     assert array([]) == b"*0\r\n"
     assert array(None) == b"*-1\r\n"
+
+
+def test_the_null_and_map_replies_follow_the_protocol() -> None:
+    assert null() == null(2) == b"$-1\r\n"
+    assert null(3) == b"_\r\n"
+    assert bulk(None, 3) == b"_\r\n"
+    assert bulk(b"v", 3) == bulk(b"v") == b"$1\r\nv\r\n"
+    assert array(None, 3) == b"_\r\n"
+    assert bulk_array([b"a", None], 3) == b"*2\r\n$1\r\na\r\n_\r\n"
+    pairs = [(bulk(b"proto"), integer(3)), (bulk(b"modules"), array([]))]
+    assert mapping(pairs, 3) == b"%2\r\n$5\r\nproto\r\n:3\r\n$7\r\nmodules\r\n*0\r\n"
+    assert mapping(pairs) == b"*4\r\n$5\r\nproto\r\n:3\r\n$7\r\nmodules\r\n*0\r\n"
+    assert mapping([], 3) == b"%0\r\n"
+    assert mapping([]) == b"*0\r\n"
+
+
+def test_the_module_s_examples() -> None:
+    failures, tried = doctest.testmod(resp)
+    assert tried >= 5
+    assert failures == 0
 
 
 def test_a_complete_array_command_is_parsed_and_consumed() -> None:

@@ -9,8 +9,9 @@ two-node cluster shows writes crossing between RESP and HTTP. Real processes
 use real time: every wait is bounded and every process is killed in a
 `finally`.
 
-redis-py 8 speaks RESP3 unless told otherwise; the listener speaks RESP2, so
-every client here is made with `protocol=2` (docs/resp.md says so).
+The listener speaks RESP2 and, after `HELLO 3`, RESP3. Most clients here are
+made with `protocol=2`; the RESP3 tests use redis-py 8's default client,
+which sends `HELLO 3` on connect.
 """
 
 from __future__ import annotations
@@ -94,6 +95,68 @@ async def test_pipelined_commands_are_answered_in_one_write(server: RespServer) 
     session = await converse(server, commands)
     assert session.replies == b"+OK\r\n$1\r\nv\r\n+PONG\r\n$2\r\nhi\r\n"
     assert session.writes == 1
+
+
+def hello_reply(protocol: int, client_id: int = 1) -> bytes:
+    """HELLO's exact reply: a RESP3 map, or under RESP2 the same pairs in a flat array."""
+    header = b"%7\r\n" if protocol == 3 else b"*14\r\n"
+    return header + (
+        b"$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n$5\r\n7.2.0\r\n"
+        b"$5\r\nproto\r\n:%d\r\n$2\r\nid\r\n:%d\r\n$4\r\nmode\r\n$10\r\nstandalone\r\n"
+        b"$4\r\nrole\r\n$6\r\nmaster\r\n$7\r\nmodules\r\n*0\r\n" % (protocol, client_id)
+    )
+
+
+async def test_hello_3_switches_the_connection_to_resp3_and_hello_2_back(
+    server: RespServer,
+) -> None:
+    exchanges = [
+        (b"GET missing", b"$-1\r\n"),
+        (b"HELLO 3", hello_reply(3)),
+        (b"SET k v", b"+OK\r\n"),
+        (b"GET k", b"$1\r\nv\r\n"),
+        (b"GET missing", b"_\r\n"),
+        (b"MGET k missing", b"*2\r\n$1\r\nv\r\n_\r\n"),
+        (b"SET k w NX", b"_\r\n"),
+        (b"SET fresh x GET", b"_\r\n"),
+        (b"GETDEL gone", b"_\r\n"),
+        (b"GETEX gone", b"_\r\n"),
+        (b"GETSET new 1", b"_\r\n"),
+        (b"CLIENT GETNAME", b"_\r\n"),
+        (b"CONFIG GET save", b"%0\r\n"),
+        (b"COMMAND DOCS", b"%0\r\n"),
+        (b"COMMAND", b"*0\r\n"),
+        (b"HELLO", hello_reply(3)),
+        (b"HELLO 4", b"-NOPROTO unsupported protocol version\r\n"),
+        (b"GET missing", b"_\r\n"),
+        (b"HELLO 2", hello_reply(2)),
+        (b"GET missing", b"$-1\r\n"),
+        (b"CONFIG GET save", b"*0\r\n"),
+    ]
+    session = await converse(server, b"".join(line + b"\r\n" for line, _ in exchanges))
+    assert session.replies == b"".join(reply for _, reply in exchanges)
+    assert session.writes == 1
+
+
+async def test_a_refused_hello_3_leaves_the_connection_on_resp2(clock: FakeClock) -> None:
+    config = Config(node_id="keyed", num_counters=1000, read_write_keys=[WRITER])
+    server = RespServer(Node(config, clock=clock))
+    session = await converse(
+        server,
+        b"HELLO 3\r\nHELLO 3 AUTH default wrong-key-0123456789\r\nAUTH %b\r\n"
+        b"GET missing\r\nHELLO 3 BOGUS\r\nGET missing\r\n"
+        b"HELLO 3 AUTH default %b SETNAME me\r\nGET missing\r\n"
+        b"CLIENT GETNAME\r\n" % (WRITER.encode(), WRITER.encode()),
+    )
+    assert session.replies == (
+        b"-NOAUTH HELLO must be called with the client already authenticated, otherwise the "
+        b"HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and "
+        b"select the RESP protocol version at the same time\r\n"
+        b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+        b"+OK\r\n$-1\r\n-ERR Syntax error in HELLO option 'BOGUS'\r\n$-1\r\n"
+        + hello_reply(3)
+        + b"_\r\n$2\r\nme\r\n"
+    )
 
 
 async def test_a_protocol_error_is_answered_then_the_connection_closes(server: RespServer) -> None:
@@ -312,6 +375,10 @@ class RespNode:
             port=self.resp_port, protocol=2, socket_timeout=5, retry=NO_RETRY, **options
         )
 
+    def resp3_client(self, **options: Any) -> redis.Redis:
+        """redis-py 8's default client: RESP3, asked for with HELLO 3 on connect."""
+        return redis.Redis(port=self.resp_port, socket_timeout=5, retry=NO_RETRY, **options)
+
 
 def start_node(nodes: NodeProcesses, name: str, settings: dict[str, Any]) -> RespNode:
     http_port, resp_port = free_ports(2)
@@ -336,6 +403,16 @@ def keyed_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RespNode]:
 @pytest.fixture
 def r(plain_node: RespNode) -> Iterator[redis.Redis]:
     client = plain_node.client()
+    client.flushall()
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def r3(plain_node: RespNode) -> Iterator[redis.Redis]:
+    client = plain_node.resp3_client()
     client.flushall()
     try:
         yield client
@@ -368,7 +445,8 @@ def test_connection_commands(r: redis.Redis) -> None:
     assert fields[b"server"] == b"redis"
     assert fields[b"modules"] == []
     assert r.execute_command("HELLO")[5] == 2
-    assert error_of(r, "HELLO", 3) == "NOPROTO unsupported protocol version"
+    assert error_of(r, "HELLO", 4) == "NOPROTO unsupported protocol version"
+    assert error_of(r, "HELLO", 1) == "NOPROTO unsupported protocol version"
     assert error_of(r, "HELLO", "x") == "Protocol version is not an integer or out of range"
     with pytest.raises(redis.AuthenticationError, match="without any password configured"):
         r.execute_command("AUTH", "secret")
@@ -377,7 +455,7 @@ def test_connection_commands(r: redis.Redis) -> None:
 
 def test_noproto_error_has_its_own_prefix(plain_node: RespNode) -> None:
     with socket.create_connection(("127.0.0.1", plain_node.resp_port), timeout=5) as sock:
-        sock.sendall(b"HELLO 3\r\nQUIT\r\n")
+        sock.sendall(b"HELLO 4\r\nQUIT\r\n")
         assert read_all(sock) == b"-NOPROTO unsupported protocol version\r\n+OK\r\n"
 
 
@@ -787,3 +865,131 @@ def test_config_get_answers_an_empty_match_as_redis_benchmark_expects(r: redis.R
     assert r.execute_command("CONFIG", "GET", "save") == []
     with pytest.raises(redis.ResponseError, match="only CONFIG GET"):
         r.execute_command("CONFIG", "SET", "save", "")
+
+
+# RESP3: redis-py 8's default client, which sends HELLO 3 on connect.
+
+
+def test_resp3_hello_answers_a_map(r3: redis.Redis) -> None:
+    assert r3.get_connection_kwargs().get("protocol") is None  # redis-py's default
+    hello = r3.execute_command("HELLO", 3)
+    assert hello == {
+        b"server": b"redis",
+        b"version": b"7.2.0",
+        b"proto": 3,
+        b"id": hello[b"id"],
+        b"mode": b"standalone",
+        b"role": b"master",
+        b"modules": [],
+    }
+    assert isinstance(hello[b"id"], int)
+    assert r3.execute_command("HELLO")[b"proto"] == 3
+    assert error_of(r3, "HELLO", 4) == "NOPROTO unsupported protocol version"
+    assert r3.ping() is True
+
+
+def test_resp3_get_set_and_nil_replies(r3: redis.Redis) -> None:
+    assert r3.get("missing") is None
+    assert r3.set("k", "v") is True
+    assert r3.get("k") == b"v"
+    assert r3.set("k", "w", nx=True) is None
+    assert r3.set("new", "x", xx=True) is None
+    assert r3.set("k", "x", get=True) == b"v"
+    assert r3.set("fresh", "1", get=True) is None
+    assert r3.set("fresh", "2", nx=True, get=True) == b"1"
+    assert r3.set("k", "v", ex=100) is True
+    assert 99 <= r3.ttl("k") <= 100
+    assert r3.set("k", "v", keepttl=True) is True
+    assert 99 <= r3.ttl("k") <= 100
+    assert r3.getdel("gone") is None
+    assert r3.getex("gone", ex=10) is None
+    assert r3.getset("k", "y") == b"v"
+    assert r3.client_getname() is None
+    assert r3.set("k", b"\x00\xff binary \r\n") is True
+    assert r3.get("k") == b"\x00\xff binary \r\n"
+
+
+def test_resp3_multi_key_expiry_and_counters(r3: redis.Redis) -> None:
+    assert r3.mset({"a": "1", "b": "2"}) is True
+    assert r3.mget("a", "missing", "b") == [b"1", None, b"2"]
+    assert r3.exists("a", "missing") == 1
+    assert r3.delete("a", "missing") == 1
+    assert r3.ttl("b") == -1
+    assert r3.ttl("missing") == -2
+    assert r3.expire("b", 100) is True
+    assert 99 <= r3.ttl("b") <= 100
+    assert r3.persist("b") is True
+    assert r3.incr("n") == 1
+    assert r3.incrby("n", 9) == 10
+    assert r3.decr("n") == 9
+    r3.set("text", "abc")
+    assert error_of(r3, "INCR", "text") == "value is not an integer or out of range"
+    assert r3.type("b") == b"string"
+    assert sorted(r3.keys("*")) == [b"b", b"n", b"text"]
+    assert r3.dbsize() == 3
+
+
+def test_resp3_pipelines_and_transactions(r3: redis.Redis) -> None:
+    pipe = r3.pipeline(transaction=False)
+    pipe.set("p", "1").get("p").get("missing").mget("p", "missing").incr("p").delete("p")
+    assert pipe.execute() == [True, b"1", None, [b"1", None], 2, 1]
+    with r3.pipeline() as transaction:  # MULTI ... EXEC
+        transaction.set("t", "1").incr("t").get("t").get("missing")
+        assert transaction.execute() == [True, 2, b"2", None]
+
+
+def test_resp3_config_get_is_an_empty_map(r3: redis.Redis) -> None:
+    assert r3.config_get("save") == {}
+    assert r3.execute_command("CONFIG", "GET", "save") == {}
+
+
+def test_resp3_with_the_async_client_under_asyncio(plain_node: RespNode) -> None:
+    async def main() -> list[Any]:
+        client = redis.asyncio.Redis(port=plain_node.resp_port, socket_timeout=5)
+        try:
+            hello = await client.execute_command("HELLO", 3)
+            await client.set("async3", "yes", ex=60)
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.get("async3").get("missing").mget("async3", "missing")
+                pipe.ttl("async3").incr("async3-n").delete("async3", "async3-n")
+                results: list[Any] = await pipe.execute()
+            return [hello[b"proto"], await client.get("missing"), *results]
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(main()) == [3, None, b"yes", None, [b"yes", None], 60, 1, 2]
+
+
+def test_resp3_with_api_keys(keyed_node: RespNode) -> None:
+    # With a password, redis-py sends HELLO 3 AUTH default <key> on connect.
+    writer = keyed_node.resp3_client(password=WRITER)
+    reader = keyed_node.resp3_client(username="anyone", password=READER, client_name="me")
+    try:
+        assert writer.set("k3", "v") is True
+        assert reader.get("k3") == b"v"
+        assert reader.get("missing") is None
+        assert reader.client_getname() == "me"
+        with pytest.raises(redis.exceptions.NoPermissionError, match="read-only"):
+            reader.set("k3", "w")
+        assert writer.delete("k3") == 1
+    finally:
+        writer.close()
+        reader.close()
+    with pytest.raises(redis.AuthenticationError):
+        keyed_node.resp3_client(password="wrong-key-0123456789").ping()
+
+
+def test_resp3_exact_bytes_on_a_raw_connection(plain_node: RespNode) -> None:
+    with socket.create_connection(("127.0.0.1", plain_node.resp_port), timeout=5) as sock:
+        sock.sendall(b"CLIENT ID\r\n")
+        client_id = int(sock.recv(100)[1:-2])
+        sock.sendall(
+            b"HELLO 3\r\nGET raw-missing\r\nMGET raw-missing\r\nCONFIG GET save\r\n"
+            b"HELLO 2\r\nGET raw-missing\r\nQUIT\r\n"
+        )
+        assert read_all(sock) == (
+            hello_reply(3, client_id)
+            + b"_\r\n*1\r\n_\r\n%0\r\n"
+            + hello_reply(2, client_id)
+            + b"$-1\r\n+OK\r\n"
+        )

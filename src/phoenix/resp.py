@@ -1,4 +1,4 @@
-"""RESP2, the Redis serialization protocol: a bounded parser and the encoders.
+"""RESP, the Redis serialization protocol: a bounded parser and the encoders.
 
 Pure functions over bytes, no I/O: `parse_commands` takes what a connection
 has received so far and returns every complete command in it, how many bytes
@@ -255,20 +255,38 @@ def integer(number: int) -> bytes:
     return b":%d\r\n" % number
 
 
-def bulk(value: bytes | None) -> bytes:
-    """A bulk string, or the nil bulk string for None."""
+def null(protocol: int = 2) -> bytes:
+    """The null reply: RESP3's ``_``, or RESP2's nil bulk string ``$-1``."""
+    return b"_\r\n" if protocol == 3 else b"$-1\r\n"
+
+
+def bulk(value: bytes | None, protocol: int = 2) -> bytes:
+    """A bulk string, or the null reply of `protocol` for None."""
     if value is None:
-        return b"$-1\r\n"
+        return null(protocol)
     return b"$%d\r\n%b\r\n" % (len(value), value)
 
 
-def array(items: Sequence[bytes] | None) -> bytes:
-    """An array of replies encoded already, or the nil array for None."""
+def array(items: Sequence[bytes] | None, protocol: int = 2) -> bytes:
+    """An array of replies encoded already; None is the nil array (RESP3: null)."""
     if items is None:
-        return b"*-1\r\n"
+        return b"_\r\n" if protocol == 3 else b"*-1\r\n"
     return b"*%d\r\n%b" % (len(items), b"".join(items))
 
 
-def bulk_array(values: Sequence[bytes | None]) -> bytes:
-    """An array of bulk strings (None: nil); also how a client sends a command."""
-    return array([bulk(value) for value in values])
+def bulk_array(values: Sequence[bytes | None], protocol: int = 2) -> bytes:
+    """An array of bulk strings (None: null); also how a client sends a command."""
+    return array([bulk(value, protocol) for value in values])
+
+
+def mapping(pairs: Sequence[tuple[bytes, bytes]], protocol: int = 2) -> bytes:
+    """A map of encoded keys and values: RESP3's ``%``, RESP2's flat array k1 v1 k2 v2 ...
+
+    >>> mapping([(bulk(b"proto"), integer(3))], protocol=3)
+    b'%1\\r\\n$5\\r\\nproto\\r\\n:3\\r\\n'
+    >>> mapping([(bulk(b"proto"), integer(2))])
+    b'*2\\r\\n$5\\r\\nproto\\r\\n:2\\r\\n'
+    """
+    if protocol == 3:
+        return b"%%%d\r\n%b" % (len(pairs), b"".join(key + value for key, value in pairs))
+    return array([part for pair in pairs for part in pair])

@@ -1,4 +1,4 @@
-"""The RESP2 listener: Redis clients talk to a node (docs/resp.md).
+"""The RESP listener: Redis clients talk to a node (docs/resp.md).
 
 `RespServer.serve` listens with `trio.serve_tcp` on the node's host and
 `resp_port`, one task per connection in serve_tcp's own nursery. Commands
@@ -7,6 +7,11 @@ run against the same `Node` as the HTTP API: every write goes through a
 and reads wait for start-up recovery (``-LOADING``). The whitelist,
 max_conns_per_ip, API keys (``AUTH``) and read_timeout / write_timeout apply
 as they do to HTTP.
+
+A connection speaks RESP2 until `HELLO 3` switches it to RESP3 (`HELLO 2`
+switches back). The two differ only in the null reply (``$-1`` / ``_``) and
+in map replies (a flat array / ``%``), which the handlers encode with
+`Session.protocol`; every other reply is the same bytes in both.
 
 A connection reads what arrives, runs every complete command in it in order
 and sends all their replies in one write (pipelining). A frame left
@@ -42,7 +47,7 @@ from phoenix.store import BUCKET_COUNT, DEFAULT_CONTENT_TYPE, NO_EXPIRY, Entry
 log = logging.getLogger("phoenix.resp")
 
 RECEIVE_SIZE = 64 * 1024
-# The Redis version whose RESP2 behaviour the listener follows; clients that
+# The Redis version whose behaviour the listener follows; clients that
 # read `redis_version` from INFO or HELLO pick their features from it.
 REDIS_COMPATIBLE_VERSION = "7.2.0"
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -59,7 +64,6 @@ MIN_PENDING = 64 * 1024 * 1024
 
 OK = resp.simple("OK")
 QUEUED = resp.simple("QUEUED")
-NIL = resp.bulk(None)
 NOT_INTEGER = "ERR value is not an integer or out of range"
 SYNTAX_ERROR = "ERR syntax error"
 NOAUTH = "NOAUTH Authentication required."
@@ -225,6 +229,9 @@ class Session:
         self.address = address
         self.key: str | None = None
         self.name: bytes | None = None
+        # The RESP version of the replies, 2 until HELLO 3; the null and map
+        # replies depend on it (resp.null, resp.bulk, resp.mapping).
+        self.protocol = 2
         self.closing = False
         # Between MULTI and EXEC: the queued commands, and whether one was refused.
         self.transaction: list[tuple[Spec, Command]] | None = None
@@ -484,11 +491,17 @@ def _auth(session: Session, command: Command) -> bytes:
 
 
 def _hello(session: Session, command: Command) -> bytes:
+    """Redis's handshake: switch to RESP2 or RESP3 (after AUTH / SETNAME) and describe the server.
+
+    The protocol changes only when the whole command succeeds (as in Redis, an AUTH
+    in it stays done even if a bad SETNAME then refuses it).
+    """
+    protocol = session.protocol
     if len(command) >= 2:
-        version = parse_integer(
+        protocol = parse_integer(
             command[1], "ERR Protocol version is not an integer or out of range"
         )
-        if version != 2:
+        if protocol not in (2, 3):
             _refuse("NOPROTO unsupported protocol version")
     options = command[2:]
     password: bytes | None = None
@@ -517,23 +530,18 @@ def _hello(session: Session, command: Command) -> bytes:
         )
     if name is not None:
         session.name = _client_name(name)
-    return resp.array(
+    session.protocol = protocol
+    return resp.mapping(
         [
-            resp.bulk(b"server"),
-            resp.bulk(b"redis"),
-            resp.bulk(b"version"),
-            resp.bulk(REDIS_COMPATIBLE_VERSION.encode()),
-            resp.bulk(b"proto"),
-            resp.integer(2),
-            resp.bulk(b"id"),
-            resp.integer(session.id),
-            resp.bulk(b"mode"),
-            resp.bulk(b"standalone"),
-            resp.bulk(b"role"),
-            resp.bulk(b"master"),
-            resp.bulk(b"modules"),
-            resp.array([]),
-        ]
+            (resp.bulk(b"server"), resp.bulk(b"redis")),
+            (resp.bulk(b"version"), resp.bulk(REDIS_COMPATIBLE_VERSION.encode())),
+            (resp.bulk(b"proto"), resp.integer(protocol)),
+            (resp.bulk(b"id"), resp.integer(session.id)),
+            (resp.bulk(b"mode"), resp.bulk(b"standalone")),
+            (resp.bulk(b"role"), resp.bulk(b"master")),
+            (resp.bulk(b"modules"), resp.array([])),
+        ],
+        protocol,
     )
 
 
@@ -591,7 +599,7 @@ def _client(session: Session, command: Command) -> bytes:
         session.name = _client_name(command[2])
         return OK
     if sub == b"getname":
-        return resp.bulk(session.name)
+        return resp.bulk(session.name, session.protocol)
     if sub == b"id":
         return resp.integer(session.id)
     if command[2].upper() not in (b"LIB-NAME", b"LIB-VER"):
@@ -600,18 +608,22 @@ def _client(session: Session, command: Command) -> bytes:
 
 
 def _command(session: Session, command: Command) -> bytes:
-    if len(command) > 1 and command[1].upper() == b"COUNT":
+    sub = command[1].upper() if len(command) > 1 else b""
+    if sub == b"COUNT":
         return resp.integer(len(COMMANDS))
     # COMMAND, COMMAND DOCS, COMMAND INFO ...: no documentation to give;
-    # redis-cli then falls back on its built-in hints.
+    # redis-cli then falls back on its built-in hints. DOCS is a map in RESP3.
+    if sub == b"DOCS":
+        return resp.mapping([], session.protocol)
     return resp.array([])
 
 
 def _config(session: Session, command: Command) -> bytes:
     if command[1].upper() == b"GET" and len(command) == 3:
         # No Redis configuration parameters here: an empty match, as Redis
-        # answers for a pattern that matches nothing (redis-benchmark asks).
-        return resp.array([])
+        # answers for a pattern that matches nothing (redis-benchmark asks);
+        # a map in RESP3.
+        return resp.mapping([], session.protocol)
     _refuse("ERR CONFIG supports only CONFIG GET parameter here")
 
 
@@ -704,7 +716,7 @@ def _dbsize(session: Session, command: Command) -> bytes:
 
 def _get(session: Session, command: Command) -> bytes:
     entry = session.node.get(session.key_of(command[1]))
-    return resp.bulk(None if entry is None else entry.value)
+    return resp.bulk(None if entry is None else entry.value, session.protocol)
 
 
 _EXPIRY_UNITS = (b"EX", b"PX", b"EXAT", b"PXAT")
@@ -745,9 +757,9 @@ def _set(session: Session, command: Command) -> bytes:
         node.check_ready()
         current = session.live(key)
     old = None if current is None else current.value
-    reply = resp.bulk(old) if want_old else OK
+    reply = resp.bulk(old, session.protocol) if want_old else OK
     if (condition == b"NX" and current is not None) or (condition == b"XX" and current is None):
-        return reply if want_old else NIL
+        return reply if want_old else resp.null(session.protocol)
     if keep_ttl and current is not None:
         expires_at = current.expires_at
     if expires_at != NO_EXPIRY and expires_at <= session.now():
@@ -782,14 +794,14 @@ def _getset(session: Session, command: Command) -> bytes:
     current = session.live(key)
     old = None if current is None else current.value
     session.node.set_until(key, command[2], DEFAULT_CONTENT_TYPE, NO_EXPIRY)
-    return resp.bulk(old)
+    return resp.bulk(old, session.protocol)
 
 
 def _getdel(session: Session, command: Command) -> bytes:
     key = session.key_of(command[1])
     entry = session.node.get(key)
     if entry is None:
-        return NIL
+        return resp.null(session.protocol)
     value = entry.value
     session.node.remove(key)
     return resp.bulk(value)
@@ -816,7 +828,7 @@ def _getex(session: Session, command: Command) -> bytes:
         expires_at = session.deadline(*expiry, "getex")
     entry = session.node.get(key)
     if entry is None:
-        return NIL
+        return resp.null(session.protocol)
     value = entry.value
     if expires_at is not None:
         session.rewrite(key, entry, value, expires_at)
@@ -845,7 +857,8 @@ def _append(session: Session, command: Command) -> bytes:
 def _mget(session: Session, command: Command) -> bytes:
     keys = [session.key_of(raw) for raw in command[1:]]
     entries = [session.node.get(key) for key in keys]
-    return resp.bulk_array([None if entry is None else entry.value for entry in entries])
+    values = [None if entry is None else entry.value for entry in entries]
+    return resp.bulk_array(values, session.protocol)
 
 
 def _mset(session: Session, command: Command) -> bytes:
