@@ -56,7 +56,7 @@ class Config:
     require_client_cert: bool = False
     protected_mode: bool = True
     public_health_checks: bool = False
-    # The RESP2 listener for Redis clients (docs/resp.md): its port on the
+    # The Redis-protocol listener for Redis clients (docs/resp.md): its port on the
     # same host as `port`; 0 leaves it off.
     resp_port: int = 0
 
