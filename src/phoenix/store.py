@@ -196,9 +196,14 @@ class Store:
             old.expires_at, old.version = expires_at, version
             evicted = self._policy.update(key, cost)
         else:
-            self._forget(key)
+            # A removed or evicted key is already filed in its bucket: only
+            # its old version leaves the digest.
+            known = self._tombstones.pop(key, None) or self._evicted.pop(key, None)
+            if known is None:
+                self._file_in_bucket(key)
+            else:
+                self._toggle(key, known)
             self._entries[key] = Entry(value, content_type, expires_at, version)
-            self._file_in_bucket(key)
             evicted = self._policy.add(key, cost)
         self._toggle(key, version)
         self._file_expiry(key, expires_at)
