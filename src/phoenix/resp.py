@@ -190,6 +190,12 @@ def split_arguments(line: bytes | bytearray) -> list[bytes] | None:
                     return None
                 break
             char = line[position]
+            if quote and char == quote:
+                # A closing quote must end the word.
+                if position + 1 < end and line[position + 1] not in _SPACE:
+                    return None
+                position += 1
+                break
             if quote == ord('"'):
                 if (
                     char == ord("\\")
@@ -203,24 +209,12 @@ def split_arguments(line: bytes | bytearray) -> list[bytes] | None:
                 elif char == ord("\\") and position + 1 < end:
                     position += 1
                     word += _ESCAPES.get(line[position], line[position : position + 1])
-                elif char == ord('"'):
-                    if position + 1 < end and line[position + 1] not in _SPACE:
-                        return None
-                    quote = 0
-                    position += 1
-                    break
                 else:
                     word.append(char)
             elif quote == ord("'"):
                 if char == ord("\\") and position + 1 < end and line[position + 1] == ord("'"):
                     position += 1
                     word.append(ord("'"))
-                elif char == ord("'"):
-                    if position + 1 < end and line[position + 1] not in _SPACE:
-                        return None
-                    quote = 0
-                    position += 1
-                    break
                 else:
                     word.append(char)
             elif char in _SPACE:
