@@ -13,7 +13,6 @@ import random
 import secrets
 import socket
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -25,7 +24,8 @@ import httpx
 import pytest
 import trio
 
-BIN = Path(sys.executable).parent
+from test_serve_process import phoenix_command
+
 NAMES = ("n1", "n2", "n3")
 HEARTBEAT = 0.5
 MAX_RETRIES = 2
@@ -38,12 +38,6 @@ TEST_TIMEOUT = 90.0
 WRITERS = 16
 LIST_PAGE = 10_000
 MAX_PAGES = 100
-
-
-def phoenix_command(*args: str) -> list[str]:
-    script = BIN / "phoenix"
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "phoenix.cli"]
-    return [*command, *args]
 
 
 def ephemeral_low() -> int:
