@@ -627,6 +627,8 @@ async def test_setkeys_stores_text_and_binary_values(client: httpx.AsyncClient) 
         ({"ttl": 0}, {"a": "v", "b": 5}, 400),
         ({"ttl": 0}, {"a": "v", "b": {"value": "!!", "encoding": "base64"}}, 400),
         ({"ttl": 0}, {"a": "v", "b": {"value": "x", "encoding": "gzip"}}, 400),
+        ({"ttl": 0}, {"a": "v", "b": {"value": "x", "content_type": "text/\u00e9"}}, 400),
+        ({"ttl": 0}, {"a": "v", "b": {"value": "x", "content_type": "a\r\nSet-Cookie: x"}}, 400),
         ({"ttl": 0}, {"a": "v", "": "v"}, 400),
         ({"ttl": 0}, {"a": "v", "k" * 33: "v"}, 413),
         ({"ttl": 0}, {"a": "v", "b": "x" * 2000}, 413),

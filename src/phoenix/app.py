@@ -18,8 +18,17 @@ from quart_trio import QuartTrio
 from phoenix.api import register_routes
 from phoenix.config import Config
 from phoenix.errors import ConfigError
+from phoenix.hot_routes import HotRoutes
 from phoenix.internal_api import register_internal_routes
-from phoenix.limits import ASGIApp, Receive, RequestLimits, Scope, Send, send_json_error
+from phoenix.limits import (
+    ASGIApp,
+    Receive,
+    RequestLimits,
+    Scope,
+    Send,
+    ShieldLastSend,
+    send_json_error,
+)
 from phoenix.metrics import RefusalCollector, RequestMetrics, node_registry
 from phoenix.node import Node
 from phoenix.security import HEALTH_ROUTES, Guard, Keys, WhitelistFile, parse_networks
@@ -31,17 +40,18 @@ def create_app(node: Node, *, run_node: bool = False) -> ASGIApp:
     Raises ConfigError when the whitelist file cannot be used.
     """
     config = node.config
+    # Bounds the body of every route; /set checks max_value_size itself.
+    # A /getKeys key may take 6 bytes per byte as a JSON escape; a peer's
+    # batch holds up to 1 MiB of ops, each value up to max_value_size.
+    max_body = max(
+        config.max_keys_per_request * (6 * config.max_key_length + 8),
+        2 * config.max_value_size + 2 * 1024 * 1024,
+    )
     quart = QuartTrio("phoenix")
     quart.config.update(
         BODY_TIMEOUT=config.read_timeout,
         RESPONSE_TIMEOUT=config.write_timeout,
-        # Bounds the body of every route; /set checks max_value_size itself.
-        # A /getKeys key may take 6 bytes per byte as a JSON escape; a peer's
-        # batch holds up to 1 MiB of ops, each value up to max_value_size.
-        MAX_CONTENT_LENGTH=max(
-            config.max_keys_per_request * (6 * config.max_key_length + 8),
-            2 * config.max_value_size + 2 * 1024 * 1024,
-        ),
+        MAX_CONTENT_LENGTH=max_body,
     )
     registry = node_registry(node)
     register_routes(quart, node, lambda: generate_latest(registry))
@@ -53,7 +63,11 @@ def create_app(node: Node, *, run_node: bool = False) -> ASGIApp:
             await quart.nursery.start(node.run)
 
     app: ASGIApp = RequestLimits(
-        cast(ASGIApp, quart),
+        HotRoutes(
+            ShieldLastSend(cast(ASGIApp, quart), write_timeout=config.write_timeout),
+            node,
+            max_body=max_body,
+        ),
         max_per_ip=config.max_conns_per_ip,
         read_timeout=config.read_timeout,
         write_timeout=config.write_timeout,

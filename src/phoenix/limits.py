@@ -5,9 +5,9 @@
   past it the answer is 429.
 - A request must be read and answered within read_timeout + write_timeout;
   past that it is cancelled and, if nothing was sent yet, answered 503.
-  Reading the body alone is bounded by read_timeout (Quart's BODY_TIMEOUT,
-  408), each socket read too (hypercorn's read_timeout), and writing the
-  response by write_timeout (Quart's RESPONSE_TIMEOUT).
+  Reading the body alone is bounded by read_timeout (408), each socket read
+  too (hypercorn's read_timeout), and waiting for a write's peers by
+  write_timeout.
 """
 
 from __future__ import annotations
@@ -70,13 +70,6 @@ class RequestLimits:
         async def tracking_send(message: Message) -> None:
             nonlocal started
             started = True
-            if message["type"] == "http.response.body" and not message.get("more_body"):
-                # The server may close the connection inside this last send
-                # (max_requests_per_conn); the app cancels pending work as the
-                # request ends, which must not cut that close short.
-                with trio.CancelScope(shield=True), trio.move_on_after(self.deadline):
-                    await send(message)
-                return
             await send(message)
 
         try:
@@ -90,3 +83,28 @@ class RequestLimits:
             self.in_flight[address] -= 1
             if not self.in_flight[address]:
                 del self.in_flight[address]
+
+
+class ShieldLastSend:
+    """ASGI middleware for the Quart app: its last send is not cut short.
+
+    The server may close the connection inside the last send of a response
+    (max_requests_per_conn), and Quart cancels the request's tasks when it
+    sees the disconnect; that must not cut the close short. So the last send
+    is shielded, and bounded by write_timeout instead.
+    """
+
+    def __init__(self, app: ASGIApp, *, write_timeout: float) -> None:
+        self.app = app
+        self.write_timeout = write_timeout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def shielding_send(message: Message) -> None:
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                send_by = trio.current_time() + self.write_timeout
+                with trio.CancelScope(shield=True, deadline=send_by):
+                    await send(message)
+                return
+            await send(message)
+
+        await self.app(scope, receive, shielding_send)

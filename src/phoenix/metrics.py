@@ -142,6 +142,10 @@ class RequestMetrics:
             registry=registry,
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
         )
+        # labels() locks and checks on every call; the routes and statuses
+        # are few, so each child is looked up once.
+        self._timers: dict[str, Histogram] = {}
+        self._counts: dict[tuple[str, int], Counter] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -161,8 +165,14 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, recording_send)
         finally:
-            self.latency.labels(route).observe(time.perf_counter() - started)
-            self.requests.labels(route, str(status)).inc()
+            timer = self._timers.get(route)
+            if timer is None:
+                timer = self._timers[route] = self.latency.labels(route)
+            timer.observe(time.perf_counter() - started)
+            count = self._counts.get((route, status))
+            if count is None:
+                count = self._counts[route, status] = self.requests.labels(route, str(status))
+            count.inc()
 
 
 def node_registry(node: Node) -> CollectorRegistry:

@@ -1,0 +1,200 @@
+"""What the client API's requests mean, apart from any web framework.
+
+Query parameters and bodies are parsed strictly here, and answers are built
+as (status, JSON body, headers); both the Quart routes (phoenix.api) and the
+hot routes served straight from ASGI (phoenix.hot_routes) use these, so a
+request means the same whichever serves it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+import trio
+
+from phoenix.errors import InvalidRequest, KeyNotFound, TooLarge, UnsupportedType
+from phoenix.node import Node
+from phoenix.replication import Acks
+from phoenix.store import Entry
+
+JSON = "application/json"
+
+# The messages of errors the framework raises rather than the routes.
+HTTP_MESSAGES = {
+    404: "no such endpoint",
+    405: "method not allowed on this endpoint",
+    408: "request body not received within read_timeout",
+    413: "request body too large",
+}
+
+# Bodies read as JSON may say so, say nothing, or say what curl's -d says by
+# default (as clients of the original do); any other declared type is refused.
+JSON_BODY_TYPES = frozenset({"", JSON, "text/plain", "application/x-www-form-urlencoded"})
+
+GET_KEYS_BODY_ERROR = "body must be a JSON array of key strings"
+
+Answer = tuple[int, Any, dict[str, str]]
+
+
+def dumps(body: Any) -> str:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+
+
+def parse_query(query_string: bytes) -> dict[str, str]:
+    """The query parameters, decoded strictly: invalid UTF-8 is an error, not U+FFFD."""
+    params: dict[str, str] = {}
+    for part in query_string.split(b"&"):
+        if not part:
+            continue
+        name, _, raw = part.partition(b"=")
+        try:
+            params.setdefault(
+                unquote_to_bytes(name.replace(b"+", b" ")).decode(),
+                unquote_to_bytes(raw.replace(b"+", b" ")).decode(),
+            )
+        except UnicodeDecodeError:
+            raise InvalidRequest("query parameters must be valid UTF-8") from None
+    return params
+
+
+def required(params: dict[str, str], name: str) -> str:
+    value = params.get(name, "")
+    if not value:
+        raise InvalidRequest(f"parameter {name!r} is required")
+    return value
+
+
+def ttl_seconds(text: str) -> int:
+    if not text.isascii() or not text.isdigit():
+        raise InvalidRequest("ttl must be a non-negative whole number of seconds")
+    return int(text)
+
+
+def bounded_int(text: str, name: str, low: int, high: int) -> int:
+    if not text.isascii() or not text.isdigit() or not low <= int(text) <= high:
+        raise InvalidRequest(f"{name} must be a whole number from {low} to {high}")
+    return int(text)
+
+
+def flag(text: str, name: str) -> bool:
+    lowered = text.lower()
+    if lowered not in ("true", "false", "1", "0"):
+        raise InvalidRequest(f"{name} must be true or false")
+    return lowered in ("true", "1")
+
+
+def write_concern(node: Node, params: dict[str, str]) -> Acks | None:
+    """The `sync=N` parameter: how many peers must apply the write before we answer."""
+    text = params.get("sync")
+    if text is None:
+        return None
+    return node.acks_for(bounded_int(text, "sync", 0, len(node.peers)))
+
+
+async def write_answer(node: Node, acks: Acks | None, body: Any) -> Answer:
+    """The write's answer, once `acks` (if any) are in or write_timeout has passed."""
+    if acks is None:
+        return 200, body, {}
+    with trio.move_on_after(node.config.write_timeout):
+        await acks.wait()
+    if len(acks.peers) >= acks.needed:
+        return 200, body, {"X-Acknowledged": str(len(acks.peers))}
+    missing = node.missing_acks(acks)
+    problem = {
+        "error": f"only {len(acks.peers)} of {acks.needed} peers applied the write "
+        "within write_timeout; it is applied here and will reach the others",
+        "acknowledged": sorted(acks.peers),
+        "missing": missing,
+    }
+    return 504, problem, {}
+
+
+def check_json_type(content_type: str) -> None:
+    """UnsupportedType (415) unless a body of `content_type` may be read as JSON."""
+    declared = content_type.partition(";")[0].strip().lower()
+    if declared not in JSON_BODY_TYPES:
+        raise UnsupportedType(f"the body must be JSON, not {declared}")
+
+
+def parse_json(data: bytes, error: str) -> Any:
+    """`data` parsed as JSON; InvalidRequest(`error`) when it is not JSON."""
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidRequest(error) from None
+
+
+def lookup(node: Node, query_string: bytes) -> Entry:
+    """The entry named by `?key=`; KeyNotFound (404) when it is missing or expired."""
+    node.check_ready()
+    key = required(parse_query(query_string), "key")
+    node.check_key(key)
+    entry = node.get(key)
+    if entry is None:
+        raise KeyNotFound("key not found")
+    return entry
+
+
+def set_request(
+    node: Node, query_string: bytes, content_length: int | None
+) -> tuple[str, int, Acks | None]:
+    """A /set's key, ttl and write concern, checked before its body is read."""
+    params = parse_query(query_string)
+    key = required(params, "key")
+    ttl = ttl_seconds(required(params, "ttl"))
+    node.check_key(key)
+    limit = node.config.max_value_size
+    if content_length is not None and content_length > limit:
+        raise TooLarge(f"value is larger than max_value_size ({limit} bytes)")
+    return key, ttl, write_concern(node, params)
+
+
+def value_too_large(node: Node) -> TooLarge:
+    return TooLarge(f"value is larger than max_value_size ({node.config.max_value_size} bytes)")
+
+
+def found_entries(node: Node, keys: Any) -> dict[str, Any]:
+    """/getKeys: the live entries among `keys` (the parsed body), as JSON fields."""
+    node.check_ready()
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        raise InvalidRequest(GET_KEYS_BODY_ERROR)
+    limit = node.config.max_keys_per_request
+    if len(keys) > limit:
+        raise TooLarge(f"at most {limit} keys per request (max_keys_per_request)")
+    found: dict[str, Any] = {}
+    for key in keys:
+        entry = node.get(key) if key else None
+        if entry is not None:
+            fields = value_fields(entry.value)
+            fields["expiration"] = rfc3339(entry.expires_at)
+            found[key] = fields
+    return found
+
+
+def value_fields(value: bytes, preview: int | None = None) -> dict[str, Any]:
+    """A value for a JSON body: text as is, other bytes as base64 with a marker.
+
+    With `preview`, only that many characters (of text) or bytes (of binary).
+    """
+    try:
+        return {"value": value.decode("utf-8")[:preview]}
+    except UnicodeDecodeError:
+        cut = value[:preview]
+        return {"value": base64.b64encode(cut).decode("ascii"), "encoding": "base64"}
+
+
+def expires_in(entry: Entry, now_ms: int) -> float | None:
+    if not entry.expires_at:
+        return None
+    return max(entry.expires_at - now_ms, 0) / 1000
+
+
+def rfc3339(expires_at: int) -> str | None:
+    if not expires_at:
+        return None
+    moment = datetime.fromtimestamp(expires_at / 1000, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

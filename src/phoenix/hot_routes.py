@@ -1,0 +1,168 @@
+"""The hot routes, /get, /set and /getKeys, answered straight from ASGI.
+
+Quart costs every request a nursery, two tasks, a request object and its
+contexts: profiled under load, that doubled the CPU time of a GET
+(docs/benchmarks.md). These three routes carry a cache's traffic, so they
+are answered here, in front of the Quart app, by the same rules
+(phoenix.api_rules) with the same answers, errors and limits; every other
+path goes on to Quart. The middleware in front of both (metrics, the guard,
+request limits) is the same.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import trio
+
+from phoenix.api_rules import (
+    GET_KEYS_BODY_ERROR,
+    HTTP_MESSAGES,
+    JSON,
+    Answer,
+    check_json_type,
+    dumps,
+    found_entries,
+    lookup,
+    parse_json,
+    set_request,
+    value_too_large,
+    write_answer,
+)
+from phoenix.errors import BodyTimeout, RequestError, TooLarge
+from phoenix.limits import ASGIApp, Receive, Scope, Send
+from phoenix.node import Node
+from phoenix.store import DEFAULT_CONTENT_TYPE
+
+log = logging.getLogger("phoenix.api")
+
+# The methods of each route; HEAD /get is a GET whose body the server drops.
+METHODS = {"/get": ("GET", "HEAD"), "/set": ("POST", "PUT"), "/getKeys": ("POST",)}
+# What werkzeug says of an unexpected failure, as the Quart routes answer it.
+INTERNAL_ERROR = (
+    "The server encountered an internal error and was unable to complete your request. "
+    "Either the server is overloaded or there is an error in the application."
+)
+
+# (status, content type, body, extra headers)
+Reply = tuple[int, str, bytes, dict[str, str]]
+
+
+class Disconnected(Exception):
+    """The client went away before its request body was in: nobody to answer."""
+
+
+class HotRoutes:
+    """ASGI app: the hot routes here, any other request to `app` (the Quart app).
+
+    `max_body` bounds a /getKeys body, as Quart's MAX_CONTENT_LENGTH bounds
+    the bodies of the routes it serves.
+    """
+
+    def __init__(self, app: ASGIApp, node: Node, *, max_body: int) -> None:
+        self.app = app
+        self.node = node
+        self.max_body = max_body
+        self.read_timeout = node.config.read_timeout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = _route_path(scope) if scope["type"] == "http" else ""
+        methods = METHODS.get(path)
+        if methods is None:
+            await self.app(scope, receive, send)
+            return
+        try:
+            reply = await self._reply(path, methods, scope, receive)
+        except RequestError as error:
+            reply = _error(error.status, str(error))
+        except Disconnected:
+            return
+        except Exception:
+            log.exception("error answering %s %s", scope["method"], path)
+            reply = _error(500, INTERNAL_ERROR)
+        status, content_type, body, extra = reply
+        headers = [
+            (b"content-type", content_type.encode("latin-1")),
+            (b"content-length", b"%d" % len(body)),
+        ]
+        for name, value in extra.items():
+            headers.append((name.lower().encode(), value.encode("latin-1")))
+        # Sending is bounded by write_timeout in RequestLimits, in front.
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _reply(
+        self, path: str, methods: tuple[str, ...], scope: Scope, receive: Receive
+    ) -> Reply:
+        method = scope["method"]
+        if method not in methods:
+            if method == "OPTIONS":
+                allowed = ", ".join((*methods, "OPTIONS"))
+                return 200, "text/html; charset=utf-8", b"", {"Allow": allowed}
+            return _error(405, HTTP_MESSAGES[405])
+        node = self.node
+        if path == "/get":
+            entry = lookup(node, scope["query_string"])
+            return 200, entry.content_type, entry.value, {}
+        if path == "/set":
+            content_type, length = _body_headers(scope)
+            key, ttl, acks = set_request(node, scope["query_string"], length)
+            limit = node.config.max_value_size
+            value = await self._body(receive, limit, value_too_large(node))
+            stored = node.set(key, value, content_type or DEFAULT_CONTENT_TYPE, ttl, acks)
+            return _json(await write_answer(node, acks, {"stored": stored}))
+        node.check_ready()
+        content_type, length = _body_headers(scope)
+        check_json_type(content_type or "")
+        too_large = TooLarge(HTTP_MESSAGES[413])
+        if length is not None and length > self.max_body:
+            raise too_large
+        keys = parse_json(await self._body(receive, self.max_body, too_large), GET_KEYS_BODY_ERROR)
+        return _json((200, found_entries(node, keys), {}))
+
+    async def _body(self, receive: Receive, limit: int, too_large: RequestError) -> bytes:
+        """The request body, refused with `too_large` as soon as it grows past `limit`."""
+        body = bytearray()
+        with trio.move_on_after(self.read_timeout):
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise Disconnected
+                body += message.get("body", b"")
+                if len(body) > limit:
+                    raise too_large
+                if not message.get("more_body", False):
+                    return bytes(body)
+        raise BodyTimeout(HTTP_MESSAGES[408])
+
+
+def _route_path(scope: Scope) -> str:
+    """The path below the app's root_path, as Quart routes it."""
+    path: str = scope["path"]
+    root = scope.get("root_path", "")
+    if not root:
+        return path
+    return path.removeprefix(root) if path != root and path.startswith(root) else ""
+
+
+def _body_headers(scope: Scope) -> tuple[str | None, int | None]:
+    """The request's first Content-Type and its Content-Length, when given."""
+    content_type: str | None = None
+    length: int | None = None
+    for name, value in scope["headers"]:
+        if name == b"content-type" and content_type is None:
+            content_type = value.decode("latin-1")
+        elif name == b"content-length" and length is None:
+            length = int(value)  # the server has checked it is a number
+    return content_type, length
+
+
+def _json(answer: Answer) -> Reply:
+    status, body, headers = answer
+    return status, JSON, dumps(body).encode(), headers
+
+
+def _error(status: int, message: str) -> Reply:
+    body: Any = {"error": message}
+    return _json((status, body, {}))
