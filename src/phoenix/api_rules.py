@@ -40,8 +40,13 @@ GET_KEYS_BODY_ERROR = "body must be a JSON array of key strings"
 Answer = tuple[int, Any, dict[str, str]]
 
 
+# One encoder for every answer: json.dumps builds a new one per call when
+# given options.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def dumps(body: Any) -> str:
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    return _ENCODER.encode(body)
 
 
 def parse_query(query_string: bytes) -> dict[str, str]:

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import json
-from collections import Counter
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -51,7 +50,7 @@ class RequestLimits:
         self.app = app
         self.max_per_ip = max_per_ip
         self.deadline = read_timeout + write_timeout
-        self.in_flight: Counter[str] = Counter()
+        self.in_flight: dict[str, int] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -59,12 +58,13 @@ class RequestLimits:
             return
         client = scope.get("client")
         address = client[0] if client else ""
-        if self.max_per_ip and self.in_flight[address] >= self.max_per_ip:
+        in_flight = self.in_flight.get(address, 0)
+        if self.max_per_ip and in_flight >= self.max_per_ip:
             await send_json_error(
                 send, 429, f"too many requests in flight from {address} (max_conns_per_ip)"
             )
             return
-        self.in_flight[address] += 1
+        self.in_flight[address] = in_flight + 1
         started = False
 
         async def tracking_send(message: Message) -> None:
@@ -80,8 +80,10 @@ class RequestLimits:
                     send, 503, "request not completed within read_timeout + write_timeout"
                 )
         finally:
-            self.in_flight[address] -= 1
-            if not self.in_flight[address]:
+            left = self.in_flight[address] - 1
+            if left:
+                self.in_flight[address] = left
+            else:
                 del self.in_flight[address]
 
 
