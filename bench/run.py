@@ -74,6 +74,8 @@ SECTIONS = (
     "Replication",
 )
 CONNECTIONS = 16
+# Profiles taken by hand (py-spy), kept at the end of the report.
+PROFILES = Path(__file__).with_name("profiles.md")
 START_TIMEOUT = 30.0
 KEY_BYTES = 24
 VALUE = b"v" * 100
@@ -197,7 +199,12 @@ class Spread:
 
 
 def timed(results: Results, section: str, benchmark: Callable[[], T]) -> T | None:
-    """Run one benchmark; note its time, or its failure (the run goes on)."""
+    """Run one benchmark; note its time, or its failure (the run goes on).
+
+    A section left out by --only is not run (the report says so).
+    """
+    if results.only and section.split()[0].lower() not in results.only:
+        return None
     print(f"[bench] {section} ...", file=sys.stderr, flush=True)
     started = time.monotonic()
     try:
@@ -642,6 +649,7 @@ class Results:
     failures: dict[str, str] = attrs.field(factory=dict)
     plots: dict[str, str] = attrs.field(factory=dict)  # section -> path relative to the report
     plot_note: str = ""
+    only: frozenset[str] = frozenset()  # --only: the sections to run (all when empty)
 
 
 def grouped(rows: Sequence[HitRow]) -> dict[tuple[str, int], list[HitRow]]:
@@ -1106,6 +1114,7 @@ def render(results: Results) -> str:
         out += [""]
         if section in results.plots:
             out += [f"![{section}]({results.plots[section]})", ""]
+    out += [PROFILES.read_text().strip()] if PROFILES.exists() else []
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -1124,6 +1133,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=Path,
         default=None,
         help=f"ARC .lis trace for the hit ratios (default {hit_ratio.DEFAULT_TRACE} if present)",
+    )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=[section.split()[0].lower() for section in SECTIONS],
+        help="run only these benchmarks (for a quick look; the report says the rest were not run)",
     )
     parser.add_argument(
         "--load-generator",
@@ -1146,6 +1161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         command=shlex.join(["python", "bench/run.py", *(sys.argv[1:] if argv is None else argv)]),
         started=datetime.now(UTC),
         machine=machine(),
+        only=frozenset(args.only or ()),
     )
     results.store = timed(results, "Store micro-benchmarks", lambda: bench_store(sizes))
     results.hit = timed(results, "Hit ratio", lambda: bench_hit_ratio(sizes, trace))
