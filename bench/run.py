@@ -327,28 +327,19 @@ def http_targets() -> list[Target]:
     def keys_body(count: int) -> bytes:
         return json.dumps([key_of(i) for i in range(count)]).encode()
 
+    def items_body(count: int) -> bytes:
+        return json.dumps({key_of(2000 + i): VALUE.decode() for i in range(count)}).encode()
+
+    def batch(name: str, path: str, body: bytes, keys: int) -> Target:
+        return Target(name, "phoenix", "POST", path, body, "application/json", keys)
+
     return [
         Target("bare ASGI (ceiling)", "bare", "GET", "/"),
         Target("GET /get", "phoenix", "GET", f"/get?key={quote(key_of(0))}"),
         Target("POST /set", "phoenix", "POST", f"/set?key={quote(key_of(1000))}&ttl=0", VALUE),
-        Target(
-            "POST /getKeys, 10 keys",
-            "phoenix",
-            "POST",
-            "/getKeys",
-            keys_body(10),
-            "application/json",
-            10,
-        ),
-        Target(
-            "POST /getKeys, 100 keys",
-            "phoenix",
-            "POST",
-            "/getKeys",
-            keys_body(100),
-            "application/json",
-            100,
-        ),
+        batch("POST /getKeys, 10 keys", "/getKeys", keys_body(10), 10),
+        batch("POST /getKeys, 100 keys", "/getKeys", keys_body(100), 100),
+        batch("POST /setKeys, 100 keys", "/setKeys?ttl=0", items_body(100), 100),
     ]
 
 
@@ -956,7 +947,8 @@ def render_http(results: Results) -> list[str]:
         "callable answering a fixed 100-byte body. Both run for the whole benchmark; "
         f"{warmup}{plural(sizes.http_repeats, 'counted run')} per target in "
         "rotation; the ratio is to the ceiling measured in the same rotation. Keys are 24 "
-        "bytes, values 100 bytes; the /getKeys keys are all present. CPU columns are cores' "
+        "bytes, values 100 bytes; the /getKeys keys are all present, and /setKeys writes "
+        "the same 100 keys each time. CPU columns are cores' "
         "worth of CPU time over the run: a server near 1.0 is the limit (trio serves on "
         "one core); with only a few cores the load generator competes with it.",
         "",
