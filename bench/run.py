@@ -58,6 +58,8 @@ import resp_bench
 import store_micro
 from hit_ratio import HitRow
 from load import process_cpu_seconds
+from phoenix.config import Config
+from phoenix.server import hypercorn_config
 from store_micro import MicroRow
 
 BENCH = Path(__file__).resolve().parent
@@ -476,10 +478,15 @@ async def http_benchmark(sizes: Sizes, wrk: str | None, folder: Path) -> HttpRes
     urls = {"phoenix": f"http://127.0.0.1:{phoenix_port}", "bare": f"http://127.0.0.1:{bare_port}"}
     config = folder / "phoenix.json"
     config.write_text(json.dumps({"port": f"127.0.0.1:{phoenix_port}", "node_id": "bench"}))
-    # hypercorn closes a kept-alive connection after 1,000 requests by default;
-    # phoenix serve never does (max_requests_per_conn 0): the same for both.
+    # The ceiling runs under the hypercorn settings phoenix serve uses: no
+    # request limit per kept-alive connection (hypercorn's default is 1,000)
+    # and its read_timeout, which bounds every socket read.
+    served = hypercorn_config(Config.from_mapping(json.loads(config.read_text())))
     bare_config = folder / "bare.toml"
-    bare_config.write_text(f"keep_alive_max_requests = {2**62}\n")
+    bare_config.write_text(
+        f"keep_alive_max_requests = {served.keep_alive_max_requests}\n"
+        f"read_timeout = {served.read_timeout}\n"
+    )
     hypercorn = Path(sys.executable).parent / "hypercorn"
     bare_command = [
         *([str(hypercorn)] if hypercorn.exists() else [sys.executable, "-m", "hypercorn"]),
@@ -943,7 +950,8 @@ def render_http(results: Results) -> list[str]:
         "`bench/load.py` (trio, raw HTTP/1.1 keep-alive, closed loop, as wrk does). "
         "The servers: `phoenix serve` (default settings, one node, no peers) and, as the "
         "ceiling, `hypercorn --worker-class trio --workers 0 bench/bare_asgi.py:app` (one "
-        "process, keep-alive without a request limit, as phoenix serve runs it), an ASGI "
+        "process, with the hypercorn settings phoenix serve uses: keep-alive without a request "
+        "limit, and its read_timeout on every socket read), an ASGI "
         "callable answering a fixed 100-byte body. Both run for the whole benchmark; "
         f"{warmup}{plural(sizes.http_repeats, 'counted run')} per target in "
         "rotation; the ratio is to the ceiling measured in the same rotation. Keys are 24 "
