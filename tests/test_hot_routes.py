@@ -1,4 +1,4 @@
-"""What the hot routes (/get, /set, /getKeys, served in front of Quart) do at
+"""What the hot routes (/get, /set, /getKeys, /setKeys, served in front of Quart) do at
 the HTTP edges: other methods, a client that goes away, a failure, a root
 path; and ShieldLastSend, which guards the last send of Quart's answers.
 
@@ -32,7 +32,12 @@ async def test_head_of_get_answers_the_headers_of_the_get(client: httpx.AsyncCli
 
 @pytest.mark.parametrize(
     ("path", "allowed"),
-    [("/get", "GET, HEAD, OPTIONS"), ("/set", "POST, PUT, OPTIONS"), ("/getKeys", "POST, OPTIONS")],
+    [
+        ("/get", "GET, HEAD, OPTIONS"),
+        ("/set", "POST, PUT, OPTIONS"),
+        ("/getKeys", "POST, OPTIONS"),
+        ("/setKeys", "POST, OPTIONS"),
+    ],
 )
 async def test_options_lists_the_methods_of_a_hot_route(
     client: httpx.AsyncClient, path: str, allowed: str

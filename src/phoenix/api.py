@@ -3,13 +3,12 @@
 Routes parse and answer; `Node` does the work. Errors are JSON
 `{"error": "..."}` with the status that says why. docs/api.md is the
 reference, including every deliberate difference from the original.
-The hot routes (/get, /set, /getKeys) are served in front of this Quart
+The hot routes (/get, /set, /getKeys, /setKeys) are served in front of this Quart
 app by phoenix.hot_routes; what requests mean is in phoenix.api_rules.
 """
 
 from __future__ import annotations
 
-import base64
 from collections.abc import AsyncIterator, Callable
 from importlib import resources
 from typing import Any
@@ -33,20 +32,18 @@ from phoenix.api_rules import (
     parse_json,
     parse_query,
     required,
-    ttl_seconds,
     value_fields,
     write_answer,
     write_concern,
 )
-from phoenix.errors import InvalidRequest, RequestError, TooLarge
+from phoenix.errors import RequestError
 from phoenix.node import Node
-from phoenix.store import DEFAULT_CONTENT_TYPE, Entry
+from phoenix.store import Entry
 
 # /list without allValue=true shows this many characters of each value.
 LIST_PREVIEW_CHARS = 25
 # Largest page /list hands out when asked for one.
 MAX_LIST_LIMIT = 10_000
-SET_KEYS_BODY_ERROR = "body must be a JSON object of key: value"
 
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 # The OpenAPI 3 description of this API (docs/openapi.yaml links to it).
@@ -93,22 +90,6 @@ def register_routes(app: QuartTrio, node: Node, render_metrics: Callable[[], byt
         status = error.code or 500
         message = HTTP_MESSAGES.get(status, error.description or error.name)
         return error_response(status, message)
-
-    @app.route("/setKeys", methods=["POST"])
-    async def set_many() -> Response:
-        params = parse_query(request.query_string)
-        ttl = ttl_seconds(required(params, "ttl"))
-        acks = write_concern(node, params)
-        body = await json_body(SET_KEYS_BODY_ERROR)
-        if not isinstance(body, dict):
-            raise InvalidRequest(SET_KEYS_BODY_ERROR)
-        limit = node.config.max_keys_per_request
-        if len(body) > limit:
-            raise TooLarge(f"at most {limit} keys per request (max_keys_per_request)")
-        items = [(key, *_value_from_json(key, value)) for key, value in body.items()]
-        refused = node.set_many(items, ttl, acks)
-        body = {"stored": len(items) - len(refused), "refused": refused}
-        return answered(await write_answer(node, acks, body))
 
     @app.route("/trygetwithexpire", methods=["GET"])
     async def get_with_expiry() -> Response:
@@ -211,24 +192,3 @@ async def _stream_all(node: Node, item: Any) -> AsyncIterator[bytes]:
         if cursor == 0:
             break
     yield b"[]" if separator == b"[" else b"]"
-
-
-def _value_from_json(key: str, value: Any) -> tuple[bytes, str]:
-    """A /setKeys value: a string (stored as UTF-8 text), or an object with
-    "value", optional "encoding": "base64" and optional "content_type"."""
-    if isinstance(value, str):
-        return value.encode(), "text/plain; charset=utf-8"
-    if isinstance(value, dict) and isinstance(value.get("value"), str):
-        content_type = value.get("content_type", DEFAULT_CONTENT_TYPE)
-        # It is sent back as a header: printable ASCII only.
-        if not isinstance(content_type, str) or not all(" " <= c <= "~" for c in content_type):
-            raise InvalidRequest(f"{key!r}: content_type must be a string of printable ASCII")
-        if value.get("encoding") == "base64":
-            try:
-                return base64.b64decode(value["value"], validate=True), content_type
-            except ValueError:
-                raise InvalidRequest(f"{key!r}: value is not valid base64") from None
-        if "encoding" in value:
-            raise InvalidRequest(f"{key!r}: the only encoding is base64")
-        return value["value"].encode(), content_type
-    raise InvalidRequest(f"{key!r}: a value is a string or an object with a string 'value'")

@@ -19,7 +19,7 @@ import trio
 from phoenix.errors import InvalidRequest, KeyNotFound, TooLarge, UnsupportedType
 from phoenix.node import Node
 from phoenix.replication import Acks
-from phoenix.store import Entry
+from phoenix.store import DEFAULT_CONTENT_TYPE, Entry
 
 JSON = "application/json"
 
@@ -36,6 +36,7 @@ HTTP_MESSAGES = {
 JSON_BODY_TYPES = frozenset({"", JSON, "text/plain", "application/x-www-form-urlencoded"})
 
 GET_KEYS_BODY_ERROR = "body must be a JSON array of key strings"
+SET_KEYS_BODY_ERROR = "body must be a JSON object of key: value"
 
 Answer = tuple[int, Any, dict[str, str]]
 
@@ -178,6 +179,37 @@ def found_entries(node: Node, keys: Any) -> dict[str, Any]:
             fields["expiration"] = rfc3339(entry.expires_at)
             found[key] = fields
     return found
+
+
+def batch_items(node: Node, body: Any) -> list[tuple[str, bytes, str]]:
+    """/setKeys: the (key, value, content type) items of the parsed body."""
+    if not isinstance(body, dict):
+        raise InvalidRequest(SET_KEYS_BODY_ERROR)
+    limit = node.config.max_keys_per_request
+    if len(body) > limit:
+        raise TooLarge(f"at most {limit} keys per request (max_keys_per_request)")
+    return [(key, *_value_from_json(key, value)) for key, value in body.items()]
+
+
+def _value_from_json(key: str, value: Any) -> tuple[bytes, str]:
+    """A /setKeys value: a string (stored as UTF-8 text), or an object with
+    "value", optional "encoding": "base64" and optional "content_type"."""
+    if isinstance(value, str):
+        return value.encode(), "text/plain; charset=utf-8"
+    if isinstance(value, dict) and isinstance(value.get("value"), str):
+        content_type = value.get("content_type", DEFAULT_CONTENT_TYPE)
+        # It is sent back as a header: printable ASCII only.
+        if not isinstance(content_type, str) or not all(" " <= c <= "~" for c in content_type):
+            raise InvalidRequest(f"{key!r}: content_type must be a string of printable ASCII")
+        if value.get("encoding") == "base64":
+            try:
+                return base64.b64decode(value["value"], validate=True), content_type
+            except ValueError:
+                raise InvalidRequest(f"{key!r}: value is not valid base64") from None
+        if "encoding" in value:
+            raise InvalidRequest(f"{key!r}: the only encoding is base64")
+        return value["value"].encode(), content_type
+    raise InvalidRequest(f"{key!r}: a value is a string or an object with a string 'value'")
 
 
 def value_fields(value: bytes, preview: int | None = None) -> dict[str, Any]:

@@ -1,8 +1,8 @@
-"""The hot routes, /get, /set and /getKeys, answered straight from ASGI.
+"""The hot routes, /get, /set, /getKeys and /setKeys, answered straight from ASGI.
 
 Quart costs every request a nursery, two tasks, a request object and its
 contexts: profiled under load, that doubled the CPU time of a GET
-(docs/benchmarks.md). These three routes carry a cache's traffic, so they
+(docs/benchmarks.md). These routes carry a cache's traffic, so they
 are answered here, in front of the Quart app, by the same rules
 (phoenix.api_rules) with the same answers, errors and limits; every other
 path goes on to Quart. The middleware in front of both (metrics, the guard,
@@ -20,15 +20,21 @@ from phoenix.api_rules import (
     GET_KEYS_BODY_ERROR,
     HTTP_MESSAGES,
     JSON,
+    SET_KEYS_BODY_ERROR,
     Answer,
+    batch_items,
     check_json_type,
     dumps,
     found_entries,
     lookup,
     parse_json,
+    parse_query,
+    required,
     set_request,
+    ttl_seconds,
     value_too_large,
     write_answer,
+    write_concern,
 )
 from phoenix.errors import BodyTimeout, RequestError, TooLarge
 from phoenix.limits import ASGIApp, Receive, Scope, Send
@@ -38,7 +44,12 @@ from phoenix.store import DEFAULT_CONTENT_TYPE
 log = logging.getLogger("phoenix.api")
 
 # The methods of each route; HEAD /get is a GET whose body the server drops.
-METHODS = {"/get": ("GET", "HEAD"), "/set": ("POST", "PUT"), "/getKeys": ("POST",)}
+METHODS = {
+    "/get": ("GET", "HEAD"),
+    "/set": ("POST", "PUT"),
+    "/getKeys": ("POST",),
+    "/setKeys": ("POST",),
+}
 # What werkzeug says of an unexpected failure, as the Quart routes answer it.
 INTERNAL_ERROR = (
     "The server encountered an internal error and was unable to complete your request. "
@@ -112,14 +123,27 @@ class HotRoutes:
             value = await self._body(receive, limit, value_too_large(node))
             stored = node.set(key, value, content_type or DEFAULT_CONTENT_TYPE, ttl, acks)
             return _json(await write_answer(node, acks, {"stored": stored}))
-        node.check_ready()
+        if path == "/getKeys":
+            node.check_ready()
+            keys = await self._json_body(scope, receive, GET_KEYS_BODY_ERROR)
+            return _json((200, found_entries(node, keys), {}))
+        params = parse_query(scope["query_string"])
+        ttl = ttl_seconds(required(params, "ttl"))
+        acks = write_concern(node, params)
+        items = batch_items(node, await self._json_body(scope, receive, SET_KEYS_BODY_ERROR))
+        refused = node.set_many(items, ttl, acks)
+        body = {"stored": len(items) - len(refused), "refused": refused}
+        return _json(await write_answer(node, acks, body))
+
+    async def _json_body(self, scope: Scope, receive: Receive, error: str) -> Any:
+        """The body parsed as JSON: 415 if declared as another type, 413 past
+        `max_body`, InvalidRequest(`error`) when it is not JSON."""
         content_type, length = _body_headers(scope)
         check_json_type(content_type or "")
         too_large = TooLarge(HTTP_MESSAGES[413])
         if length is not None and length > self.max_body:
             raise too_large
-        keys = parse_json(await self._body(receive, self.max_body, too_large), GET_KEYS_BODY_ERROR)
-        return _json((200, found_entries(node, keys), {}))
+        return parse_json(await self._body(receive, self.max_body, too_large), error)
 
     async def _body(self, receive: Receive, limit: int, too_large: RequestError) -> bytes:
         """The request body, refused with `too_large` as soon as it grows past `limit`."""
