@@ -22,16 +22,9 @@ False. Nodes replicate asynchronously, so a read right after a write may not
 see it on another node yet; `sync=N` on a write waits until N other nodes
 have applied it.
 
-Exceptions, one tree (the server's own errors are in phoenix.errors):
-
-PhoenixError
-└── PhoenixClientError       every failure of a client call
-    ├── Unavailable          no node answered: connection errors, timeouts, 5xx
-    ├── AuthError            API key missing or refused (401), or not allowed (403)
-    ├── NotFound             `ttl` of a key that is not there; also a KeyError
-    ├── RequestRejected      any other 4xx: a key too long, a value too large...
-    └── WriteNotAcknowledged `sync=N`: fewer than N other nodes applied the
-                             write within the server's write_timeout (504)
+A call raises a PhoenixClientError (phoenix.errors has the tree; the
+classes can be imported from here too): Unavailable when no node answered,
+AuthError, NotFound (from `ttl`), RequestRejected, WriteNotAcknowledged.
 """
 
 from __future__ import annotations
@@ -49,7 +42,25 @@ import attrs
 import httpx
 
 from phoenix import __version__
-from phoenix.errors import PhoenixError
+from phoenix.errors import (
+    AuthError,
+    NotFound,
+    PhoenixClientError,
+    RequestRejected,
+    Unavailable,
+    WriteNotAcknowledged,
+)
+
+__all__ = [
+    "AsyncPhoenixClient",
+    "AuthError",
+    "NotFound",
+    "PhoenixClient",
+    "PhoenixClientError",
+    "RequestRejected",
+    "Unavailable",
+    "WriteNotAcknowledged",
+]
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 # Seconds for each request: to connect, to send, to receive the answer.
@@ -69,76 +80,6 @@ Value = bytes | str
 Verify = ssl.SSLContext | str | bool
 # A client certificate: a PEM file holding the certificate and the key, or both paths.
 Cert = str | tuple[str, str]
-
-
-# Exceptions.
-
-
-class PhoenixClientError(PhoenixError):
-    """Base class of every error a client call raises."""
-
-
-class Unavailable(PhoenixClientError):
-    """No node answered: each was unreachable, timed out or answered with a 5xx.
-
-    `failures` holds (url, what went wrong) for each node tried, in order.
-    """
-
-    def __init__(self, failures: Sequence[tuple[str, str]]) -> None:
-        self.failures = list(failures)
-        reasons = "; ".join(f"{url}: {reason}" for url, reason in self.failures)
-        super().__init__(f"no node answered ({reasons})")
-
-
-class AuthError(PhoenixClientError):
-    """The node refused the caller: no or an unknown API key (401), a read-only
-    key on a write, or a source address outside the whitelist (403)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        self.status = status
-        self.message = message
-        super().__init__(f"{message} (HTTP {status})")
-
-
-class NotFound(PhoenixClientError, KeyError):
-    """The key is not there (missing or expired). Raised by `ttl` only: `get`
-    returns None and `exists` False, but `ttl` already uses None for "no expiry"."""
-
-    def __init__(self, key: str) -> None:
-        self.key = key
-        super().__init__(f"key not found: {key!r}")
-
-    def __str__(self) -> str:
-        # KeyError would show the message quoted, as if it were the key.
-        return str(self.args[0])
-
-
-class RequestRejected(PhoenixClientError):
-    """The node refused the request (a 4xx other than 401 and 403).
-
-    `status` is the HTTP status and `message` the node's explanation, e.g.
-    413 "key is longer than max_key_length (1024 bytes)". Sending the same
-    request again, or to another node, would not help.
-    """
-
-    def __init__(self, status: int, message: str) -> None:
-        self.status = status
-        self.message = message
-        super().__init__(f"{message} (HTTP {status})")
-
-
-class WriteNotAcknowledged(PhoenixClientError):
-    """A write with `sync=N` was applied, but fewer than N other nodes applied
-    it within the node's write_timeout (504). It will still reach them; the
-    write is not sent to another node, which would not do better.
-
-    `acknowledged` and `missing` are the URLs of the peers that did and did not.
-    """
-
-    def __init__(self, message: str, acknowledged: list[str], missing: list[str]) -> None:
-        self.acknowledged = acknowledged
-        self.missing = missing
-        super().__init__(message)
 
 
 # The pure core: what each method sends and how it reads the answer, and
