@@ -25,6 +25,7 @@ import logging
 import math
 import os
 import re
+import socket
 import ssl
 import time
 from collections import Counter
@@ -190,7 +191,10 @@ class RespServer:
             self._next_client_id += 1
             session = Session(self, self._next_client_id, address)
             try:
-                await session.run(stream)
+                if isinstance(stream, trio.SocketStream):
+                    await _run_on_socket(session, stream)
+                else:
+                    await session.run(stream)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
             finally:
@@ -212,6 +216,31 @@ def server_tls_context(config: Config) -> ssl.SSLContext:
     if config.require_client_cert:
         context.verify_mode = ssl.CERT_REQUIRED
     return context
+
+
+async def _run_on_socket(session: Session, stream: trio.SocketStream) -> None:
+    """Run `session` on the stream's socket itself, taken from trio's wrapper and closed here."""
+    sock = socket.socket(fileno=stream.socket.detach())
+    try:
+        sock.setblocking(False)
+        await session.run_socket(sock)
+    except OSError as error:  # reset by the peer, broken pipe
+        log.debug("RESP connection from %s broke: %s", session.address, error)
+    finally:
+        trio.lowlevel.notify_closing(sock)
+        sock.close()
+
+
+async def _send_rest(sock: socket.socket, rest: memoryview, timeout: float) -> bool:
+    """Send what the kernel's buffer did not take at once; False after `timeout`."""
+    fd = sock.fileno()
+    with trio.move_on_after(timeout):
+        while rest:
+            await trio.lowlevel.wait_writable(fd)
+            with contextlib.suppress(BlockingIOError):  # woken for nothing
+                rest = rest[sock.send(rest) :]
+        return True
+    return False
 
 
 async def _send_quietly(stream: trio.abc.Stream, data: bytes) -> None:
@@ -236,39 +265,110 @@ class Session:
         # Between MULTI and EXEC: the queued commands, and whether one was refused.
         self.transaction: list[tuple[Spec, Command]] | None = None
         self.transaction_failed = False
+        # Received bytes of an incomplete command, waiting for the rest.
+        self.pending = bytearray()
 
     async def run(self, stream: trio.abc.Stream) -> None:
-        """Read, run every complete command, answer them in one write; until closed."""
+        """Read, run every complete command, answer them in one write; until closed.
+
+        Over any trio stream (TLS; memory streams in tests). A plain TCP
+        connection takes `run_socket` instead, the same loop on the socket.
+        """
         config = self.node.config
-        pending = bytearray()
         deadline = math.inf  # when the incomplete frame in `pending` must be complete
         while not self.closing:
-            with trio.move_on_at(deadline) as waiting:
+            if deadline == math.inf:
                 data = await stream.receive_some(RECEIVE_SIZE)
-            if waiting.cancelled_caught:
-                log.debug("closing %s: frame incomplete after read_timeout", self.address)
-                return
+            else:
+                with trio.move_on_at(deadline) as waiting:
+                    data = await stream.receive_some(RECEIVE_SIZE)
+                if waiting.cancelled_caught:
+                    log.debug("closing %s: frame incomplete after read_timeout", self.address)
+                    return
             if not data:
                 return
-            pending += data
-            replies, consumed, error = self.run_pending(pending)
-            if error is not None and not self.closing:
-                replies.append(resp.error(f"ERR Protocol error: {error}"))
-                self.closing = True
+            replies, consumed = self.take(data)
             if replies:
                 with trio.move_on_after(config.write_timeout) as sending:
-                    await stream.send_all(b"".join(replies))
+                    await stream.send_all(replies)
                 if sending.cancelled_caught:
                     return
             else:
                 await trio.lowlevel.checkpoint()
-            if not pending:
+            if not self.pending:
                 deadline = math.inf
             elif consumed or deadline == math.inf:
                 deadline = trio.current_time() + config.read_timeout
 
-    def run_pending(self, pending: bytearray) -> tuple[list[bytes], int, str | None]:
-        """Run the complete commands of `pending` and take them out of it.
+    async def run_socket(self, sock: socket.socket) -> None:
+        """`run` on a plain TCP socket (non-blocking), with trio's waits only where needed.
+
+        trio's socket methods pay for a cancellation check, a yield and a
+        cancel scope on every call; here a connection waits for the socket
+        to be readable (its one yield per batch of commands, so a busy
+        client cannot starve the others), reads once, and sends its replies
+        with one non-blocking send, waiting to write (bounded by
+        write_timeout) only when the kernel's buffer is full. An incomplete
+        frame is bounded by read_timeout exactly as in `run`.
+        """
+        config = self.node.config
+        read_timeout = config.read_timeout
+        fd = sock.fileno()
+        recv, send = sock.recv, sock.send
+        wait_readable = trio.lowlevel.wait_readable
+        deadline = math.inf
+        while not self.closing:
+            if deadline == math.inf:
+                await wait_readable(fd)
+            else:
+                with trio.move_on_at(deadline) as waiting:
+                    await wait_readable(fd)
+                if waiting.cancelled_caught:
+                    log.debug("closing %s: frame incomplete after read_timeout", self.address)
+                    return
+            try:
+                data = recv(RECEIVE_SIZE)
+            except BlockingIOError:  # woken for nothing
+                continue
+            if not data:
+                return
+            replies, consumed = self.take(data)
+            if replies:
+                try:
+                    sent = send(replies)
+                except BlockingIOError:
+                    sent = 0
+                if sent < len(replies) and not await _send_rest(
+                    sock, memoryview(replies)[sent:], config.write_timeout
+                ):
+                    return
+            if not self.pending:
+                deadline = math.inf
+            elif consumed or deadline == math.inf:
+                deadline = trio.current_time() + read_timeout
+
+    def take(self, data: bytes | bytearray) -> tuple[bytes, int]:
+        """Take bytes received: run the complete commands, keep the rest pending.
+
+        Returns the replies to send in one write (b"" if none) and the bytes
+        of commands taken. A protocol error is answered and closes the session.
+        """
+        pending = self.pending
+        if pending:
+            pending += data
+            replies, consumed, error = self.run_pending(pending)
+            del pending[:consumed]
+        else:
+            replies, consumed, error = self.run_pending(data)
+            if consumed < len(data):
+                pending += memoryview(data)[consumed:]
+        if error is not None and not self.closing:
+            replies.append(resp.error(f"ERR Protocol error: {error}"))
+            self.closing = True
+        return b"".join(replies), consumed
+
+    def run_pending(self, buffer: bytes | bytearray) -> tuple[list[bytes], int, str | None]:
+        """Run the complete commands at the start of `buffer`.
 
         Returns their replies, the bytes they took and the protocol error
         met, if any. An AUTH lifts the limits on unauthenticated frames: what
@@ -278,12 +378,11 @@ class Session:
         consumed = 0
         while True:
             limits = self.limits()
-            parsed = resp.parse_commands(pending, limits)
+            parsed = resp.parse_commands(buffer[consumed:] if consumed else buffer, limits)
             for command in parsed.commands:
                 replies.append(self.execute(command))
                 if self.closing:
                     break
-            del pending[: parsed.consumed]
             consumed += parsed.consumed
             if self.closing or parsed.error is None or self.limits() is limits:
                 return replies, consumed, parsed.error
