@@ -69,12 +69,27 @@ def parse_commands(buffer: bytes | bytearray, limits: Limits) -> Parsed:
     (Redis's wording after ``Protocol error: ``); the connection is then
     beyond repair and should be closed.
     """
+    # The frames clients send nearly always (a short array of bulk strings
+    # with short length headers: GET, SET ...) take a fast path; any other
+    # frame, an incomplete or a broken one, takes the general parser from
+    # the same position, which alone decides what it means.
+    return _parse_commands(buffer, limits, limits.max_inline_length >= _FAST_HEADER)
+
+
+def _parse_commands(buffer: bytes | bytearray, limits: Limits, fast: bool) -> Parsed:
+    """`parse_commands`, with or without the fast path (the tests compare the two)."""
     commands: list[Command] = []
     position = 0
     end = len(buffer)
     while position < end:
+        if fast and buffer[position] == _ARRAY:
+            parsed = _parse_short_array(buffer, position, end, limits)
+            if parsed is not None:
+                commands.append(parsed[0])
+                position = parsed[1]
+                continue
         try:
-            if buffer[position] == ord("*"):
+            if buffer[position] == _ARRAY:
                 command, position_after = _parse_array(buffer, position, limits)
             else:
                 command, position_after = _parse_inline(buffer, position, limits)
@@ -88,6 +103,51 @@ def parse_commands(buffer: bytes | bytearray, limits: Limits) -> Parsed:
         if command:
             commands.append(command)
     return Parsed(commands, position)
+
+
+_ARRAY, _BULK, _CR, _LF, _ZERO = b"*$\r\n0"
+# The fast path reads bulk length headers of at most this many bytes ("$" and
+# 9 digits); the general parser's bound (max_inline_length) must not be lower.
+_FAST_HEADER = 10
+
+
+def _parse_short_array(
+    buffer: bytes | bytearray, start: int, end: int, limits: Limits
+) -> tuple[Command, int] | None:
+    """A complete array of 1 to 9 bulk strings at `start`, or None for the general parser.
+
+    Only frames that `_parse_array` reads the same way are taken: a one-digit
+    count, "$" headers of plain digits within the bulk limit, CRLF after each
+    string. None means "not this simple", never "broken".
+    """
+    if start + 3 >= end or buffer[start + 2] != _CR or buffer[start + 3] != _LF:
+        return None
+    count = buffer[start + 1] - _ZERO
+    if not 0 < count <= 9 or count > limits.max_array_length:
+        return None
+    max_bulk_length = limits.max_bulk_length
+    find = buffer.find
+    position = start + 4
+    command: Command = []
+    for _ in range(count):
+        if position >= end or buffer[position] != _BULK:
+            return None
+        newline = find(b"\r\n", position + 1, position + _FAST_HEADER + 2)
+        if newline < 0:
+            return None
+        digits = buffer[position + 1 : newline]
+        if not digits.isdigit():
+            return None
+        length = int(digits)
+        position = newline + 2
+        stop = position + length
+        if length > max_bulk_length or stop + 1 >= end:
+            return None
+        if buffer[stop] != _CR or buffer[stop + 1] != _LF:
+            return None
+        command.append(bytes(buffer[position:stop]))
+        position = stop + 2
+    return command, position
 
 
 def _line(
