@@ -139,6 +139,29 @@ async def test_hello_3_switches_the_connection_to_resp3_and_hello_2_back(
     assert session.writes == 1
 
 
+async def test_command_names_are_found_in_any_case(server: RespServer) -> None:
+    session = await converse(server, b"SET k v\r\nget k\r\nGeT k\r\nmulti\r\nGet k\r\nExEc\r\n")
+    assert (
+        session.replies == b"+OK\r\n" + b"$1\r\nv\r\n" * 2 + b"+OK\r\n+QUEUED\r\n*1\r\n$1\r\nv\r\n"
+    )
+
+
+async def test_what_a_key_may_run_follows_the_last_auth(clock: FakeClock) -> None:
+    config = Config(
+        node_id="keyed", num_counters=1000, read_only_keys=[READER], read_write_keys=[WRITER]
+    )
+    server = RespServer(Node(config, clock=clock))
+    noperm = b"-NOPERM this key is read-only: no permission to run the 'set' command\r\n"
+    session = await converse(
+        server,
+        b"AUTH %b\r\nSET k v\r\nGET k\r\nAUTH %b\r\nSET k v\r\nAUTH %b\r\nset k w\r\nGET k\r\n"
+        % (READER.encode(), WRITER.encode(), READER.encode()),
+    )
+    assert session.replies == (
+        b"+OK\r\n" + noperm + b"$-1\r\n+OK\r\n+OK\r\n+OK\r\n" + noperm + b"$1\r\nv\r\n"
+    )
+
+
 async def test_a_refused_hello_3_leaves_the_connection_on_resp2(clock: FakeClock) -> None:
     config = Config(node_id="keyed", num_counters=1000, read_write_keys=[WRITER])
     server = RespServer(Node(config, clock=clock))

@@ -109,6 +109,7 @@ class RespServer:
         self.node = node
         self.whitelist = whitelist
         self.keys = Keys(config.read_only_keys, config.read_write_keys, config.cluster_key)
+        self.keys_required = self.keys.required
         max_bulk = config.max_value_size + BULK_SLACK
         self.limits = Limits(max_bulk_length=max_bulk, max_pending=max(MIN_PENDING, 4 * max_bulk))
         # Before AUTH, when keys are required, frames are kept small, as Redis does.
@@ -256,7 +257,10 @@ class Session:
         self.node = server.node
         self.id = client_id
         self.address = address
+        self.max_key_length = server.node.config.max_key_length
         self.key: str | None = None
+        # Whether `key` may use an HTTP route (security.Keys), by route, for `admit`.
+        self.allowed: dict[str, bool] = {}
         self.name: bytes | None = None
         # The RESP version of the replies, 2 until HELLO 3; the null and map
         # replies depend on it (resp.null, resp.bulk, resp.mapping).
@@ -399,37 +403,43 @@ class Session:
         one that fails them makes EXEC discard the transaction, as in Redis.
         """
         self.server.commands_processed += 1
-        name = command[0].lower()
+        word = command[0]
         try:
-            spec = self.admit(name, command)
+            spec = self.admit(_SPEC_OF_WORD.get(word) or COMMANDS.get(word.lower()), command)
         except _Refusal as refusal:
             if self.transaction is not None:
                 self.transaction_failed = True
             return resp.error(str(refusal))
-        if self.transaction is not None and name not in _TRANSACTION_CONTROL:
+        if self.transaction is not None and word.lower() not in _TRANSACTION_CONTROL:
             self.transaction.append((spec, command))
             return QUEUED
         return self.run_command(spec, command)
 
-    def admit(self, name: bytes, command: Command) -> Spec:
+    def admit(self, spec: Spec | None, command: Command) -> Spec:
         """The command's spec, once it is known, has its arguments and is allowed."""
-        spec = COMMANDS.get(name)
         if spec is None:
             _refuse(_unknown_command(command))
         arity = spec.arity
         if (arity > 0 and len(command) != arity) or len(command) < -arity:
-            _refuse(_wrong_arity(name.decode("utf-8", "replace")))
-        if spec.needs_auth and self.server.keys.required:
+            _refuse(_wrong_arity(command[0].lower().decode("utf-8", "replace")))
+        if spec.needs_auth and self.server.keys_required:
             if self.key is None:
                 _refuse(NOAUTH)
-            if self.server.keys.refusal(spec.twin, self.key) is not None:
-                shown = name.decode("utf-8", "replace")
+            if not self.may_run(spec.twin):
+                shown = command[0].lower().decode("utf-8", "replace")
                 _refuse(f"NOPERM this key is read-only: no permission to run the '{shown}' command")
         return spec
 
+    def may_run(self, twin: str) -> bool:
+        """Whether the session's key may use the HTTP route `twin`: asked once per route."""
+        allowed = self.allowed.get(twin)
+        if allowed is None:
+            allowed = self.allowed[twin] = self.server.keys.refusal(twin, self.key) is None
+        return allowed
+
     def run_command(self, spec: Spec, command: Command) -> bytes:
         try:
-            if spec.reads:
+            if spec.reads and not self.node.ready:
                 self.node.check_ready()
             return spec.handler(self, command)
         except _Refusal as refusal:
@@ -450,7 +460,9 @@ class Session:
             key = raw.decode("utf-8")
         except UnicodeDecodeError:
             _refuse("ERR key must be valid UTF-8")
-        self.node.check_key(key)
+        # Node.check_key refuses empty keys and keys over max_key_length bytes only.
+        if not 0 < len(raw) <= self.max_key_length:
+            self.node.check_key(key)
         return key
 
     def now(self) -> int:
@@ -573,6 +585,7 @@ def _authenticate(session: Session, password: bytes) -> None:
     if session.server.keys.refusal("/get", key) is not None:
         _refuse(WRONGPASS)
     session.key = key
+    session.allowed.clear()
 
 
 def _auth(session: Session, command: Command) -> bytes:
@@ -824,6 +837,9 @@ _EXPIRY_UNITS = (b"EX", b"PX", b"EXAT", b"PXAT")
 def _set(session: Session, command: Command) -> bytes:
     key = session.key_of(command[1])
     value = command[2]
+    if len(command) == 3:  # no options, the usual SET: Node checks the value's size
+        session.node.set_until(key, value, DEFAULT_CONTENT_TYPE, NO_EXPIRY)
+        return OK
     condition: bytes | None = None
     want_old = keep_ttl = False
     expiry: tuple[bytes, bytes] | None = None
@@ -1114,7 +1130,7 @@ def _increment(sign: int, by_argument: bool) -> Callable[[Session, Command], byt
     return increment
 
 
-COMMANDS: dict[bytes, Spec] = {
+COMMANDS: dict[bytes, Spec] = {  # by lower-case name
     # Connection.
     b"ping": Spec(_ping, -1, "/ping"),
     b"echo": Spec(_echo, 2, "/ping"),
@@ -1167,3 +1183,5 @@ COMMANDS: dict[bytes, Spec] = {
     b"keys": Spec(_keys, 2, "/list", reads=True),
     b"scan": Spec(_scan, -2, "/list", reads=True),
 }
+# The spellings clients send (lower and upper case), looked up before lowering the word.
+_SPEC_OF_WORD = {**COMMANDS, **{name.upper(): spec for name, spec in COMMANDS.items()}}
