@@ -193,6 +193,7 @@ frame_pieces = st.lists(
             [
                 *(b"*", b"$", b"\r\n", b"\r", b"\n", b"0", b"1", b"2", b"3", b"9", b"10", b"-1"),
                 *(b"007", b"1234567890", b"+", b" ", b"GET", b"set", b"k", b"PING\r\n", b"\x00"),
+                *(b"*9", b"$4095", b"$4096", bulk_array([b"SET", b"k", b"a\r\nb"]), b"$2\r\n\r\n"),
             ]
         ),
         st.lists(st.lists(st.binary(max_size=12), min_size=1, max_size=4), max_size=2).map(encode),
@@ -204,8 +205,11 @@ limits_choices = st.sampled_from(
         LIMITS,
         Limits(max_bulk_length=3, max_array_length=2, max_pending=40),
         Limits(max_bulk_length=16 * 1024, max_array_length=10, max_pending=64 * 1024),
-        Limits(max_inline_length=12),
-        Limits(max_inline_length=6),
+        # At and just past the bounds of the fast path's frames.
+        Limits(max_bulk_length=4095, max_array_length=9, max_inline_length=5),
+        Limits(max_bulk_length=4094),
+        Limits(max_array_length=8),
+        Limits(max_inline_length=4),
     ]
 )
 
@@ -247,6 +251,10 @@ def test_the_fast_path_leaves_unusual_frames_to_the_general_parser() -> None:
         (b"*2\r\n$3\r\nGET\r\n:1\r\n", Parsed([], 0, "expected '$', got ':'")),
         (b"*1\r\n$4\r\nPINGxx", Parsed([], 0, "expected CRLF after a bulk string")),
         (b"*10\r\n" + b"$1\r\nx\r\n" * 10, Parsed([[b"x"] * 10], 75)),
+        (bulk_array([b"a\r\nb", b"\r\n"]), Parsed([[b"a\r\nb", b"\r\n"]], 22)),
+        (bulk_array([b"x" * 4095]) * 2, Parsed([[b"x" * 4095]] * 2, 2 * 4108)),
+        (bulk_array([b"x" * 4096]) * 2, Parsed([[b"x" * 4096]] * 2, 2 * 4109)),
+        (b"PING\r\n" + bulk_array([b"PING"]), Parsed([[b"PING"], [b"PING"]], 20)),
     ]:
         assert parse_commands(data, LIMITS) == expected
     small = Limits(max_bulk_length=2, max_array_length=1)

@@ -69,11 +69,7 @@ def parse_commands(buffer: bytes | bytearray, limits: Limits) -> Parsed:
     (Redis's wording after ``Protocol error: ``); the connection is then
     beyond repair and should be closed.
     """
-    # The frames clients send nearly always (a short array of bulk strings
-    # with short length headers: GET, SET ...) take a fast path; any other
-    # frame, an incomplete or a broken one, takes the general parser from
-    # the same position, which alone decides what it means.
-    return _parse_commands(buffer, limits, limits.max_inline_length >= _FAST_HEADER)
+    return _parse_commands(buffer, limits, _fast_path_applies(limits))
 
 
 def _parse_commands(buffer: bytes | bytearray, limits: Limits, fast: bool) -> Parsed:
@@ -81,13 +77,13 @@ def _parse_commands(buffer: bytes | bytearray, limits: Limits, fast: bool) -> Pa
     commands: list[Command] = []
     position = 0
     end = len(buffer)
+    # The frames clients send nearly always (short arrays of short bulk
+    # strings: GET, SET ...) take a fast path from the start of the buffer;
+    # from the first frame it does not take (an incomplete one, an inline
+    # command, anything unusual) the general parser reads the rest.
+    if fast and end and buffer[0] == _ARRAY and end <= _FAST_BUFFER:
+        position = _parse_simple_arrays(buffer, commands)
     while position < end:
-        if fast and buffer[position] == _ARRAY:
-            parsed = _parse_short_array(buffer, position, end, limits)
-            if parsed is not None:
-                commands.append(parsed[0])
-                position = parsed[1]
-                continue
         try:
             if buffer[position] == _ARRAY:
                 command, position_after = _parse_array(buffer, position, limits)
@@ -105,49 +101,58 @@ def _parse_commands(buffer: bytes | bytearray, limits: Limits, fast: bool) -> Pa
     return Parsed(commands, position)
 
 
-_ARRAY, _BULK, _CR, _LF, _ZERO = b"*$\r\n0"
-# The fast path reads bulk length headers of at most this many bytes ("$" and
-# 9 digits); the general parser's bound (max_inline_length) must not be lower.
-_FAST_HEADER = 10
+_ARRAY = ord("*")
+# The fast path's frames: "*1" to "*9", then "$0" to "$4095" headers.
+_ARRAY_HEADERS = {b"*%d" % count: count for count in range(1, 10)}
+_BULK_HEADERS = {b"$%d" % length: length for length in range(4096)}
+_LONGEST_HEADER = len(b"$4095")
+# It splits the whole buffer at once: not one that may hold a large value
+# still arriving (which the general parser only measures).
+_FAST_BUFFER = 256 * 1024
 
 
-def _parse_short_array(
-    buffer: bytes | bytearray, start: int, end: int, limits: Limits
-) -> tuple[Command, int] | None:
-    """A complete array of 1 to 9 bulk strings at `start`, or None for the general parser.
+def _fast_path_applies(limits: Limits) -> bool:
+    """Whether every frame of the fast path is within `limits` (else the general parser decides)."""
+    return (
+        limits.max_array_length >= 9
+        and limits.max_bulk_length >= 4095
+        and limits.max_inline_length >= _LONGEST_HEADER
+    )
 
-    Only frames that `_parse_array` reads the same way are taken: a one-digit
-    count, "$" headers of plain digits within the bulk limit, CRLF after each
-    string. None means "not this simple", never "broken".
+
+def _parse_simple_arrays(buffer: bytes | bytearray, commands: list[Command]) -> int:
+    """Append the complete simple arrays at the start of `buffer` to `commands`; the bytes taken.
+
+    The buffer is split at every CRLF (in C, at once). An array of n bulk
+    strings, none holding CRLF, is then 2n + 1 pieces, each followed by
+    CRLF: its header, and per string a header and the string, whose length
+    the header gives. A string that holds CRLF is split into pieces that
+    do not match their header, and the general parser takes over there.
     """
-    if start + 3 >= end or buffer[start + 2] != _CR or buffer[start + 3] != _LF:
-        return None
-    count = buffer[start + 1] - _ZERO
-    if not 0 < count <= 9 or count > limits.max_array_length:
-        return None
-    max_bulk_length = limits.max_bulk_length
-    find = buffer.find
-    position = start + 4
-    command: Command = []
-    for _ in range(count):
-        if position >= end or buffer[position] != _BULK:
-            return None
-        newline = find(b"\r\n", position + 1, position + _FAST_HEADER + 2)
-        if newline < 0:
-            return None
-        digits = buffer[position + 1 : newline]
-        if not digits.isdigit():
-            return None
-        length = int(digits)
-        position = newline + 2
-        stop = position + length
-        if length > max_bulk_length or stop + 1 >= end:
-            return None
-        if buffer[stop] != _CR or buffer[stop + 1] != _LF:
-            return None
-        command.append(bytes(buffer[position:stop]))
-        position = stop + 2
-    return command, position
+    pieces = bytes(buffer).split(b"\r\n")
+    last = len(pieces) - 1  # the piece after the last CRLF: not known to be complete
+    array_headers, bulk_headers = _ARRAY_HEADERS, _BULK_HEADERS
+    index = 0
+    while index < last:
+        count = array_headers.get(pieces[index])
+        if count is None:
+            break
+        command: Command = []
+        position = index + 1
+        for _ in range(count):
+            if position + 1 >= last:
+                break
+            word = pieces[position + 1]
+            if bulk_headers.get(pieces[position]) != len(word):
+                break
+            command.append(word)
+            position += 2
+        else:
+            commands.append(command)
+            index = position
+            continue
+        break
+    return sum(map(len, pieces[:index])) + 2 * index
 
 
 def _line(
