@@ -425,6 +425,22 @@ async def test_an_incomplete_frame_on_a_socket_is_closed_after_read_timeout(
 
 
 @pytest.mark.usefixtures("socket_only")
+async def test_replies_larger_than_the_kernel_s_buffers_arrive_whole(clock: FakeClock) -> None:
+    config = Config(node_id="n", num_counters=1000, max_value_size=1024 * 1024)
+    server = RespServer(Node(config, clock=clock))
+    client, server_side = await tcp_pair()
+    value = bytes(range(256)) * (config.max_value_size // 256)
+    async with client, trio.open_nursery() as nursery:
+        nursery.start_soon(server.serve_client, server_side, "127.0.0.1")
+        await client.send_all(resp.bulk_array([b"SET", b"big", value]))
+        assert await client.receive_some() == b"+OK\r\n"
+        with trio.fail_after(30):
+            await client.send_all(b"GET big\r\n" * 32 + b"QUIT\r\n")
+            received = await receive_until_closed(client)
+    assert received == resp.bulk(value) * 32 + b"+OK\r\n"
+
+
+@pytest.mark.usefixtures("socket_only")
 async def test_a_client_that_does_not_read_is_closed_after_write_timeout(
     clock: FakeClock, autojump_clock: trio.abc.Clock
 ) -> None:

@@ -358,7 +358,7 @@ class Session:
                 return replies, consumed, parsed.error
 
     def limits(self) -> Limits:
-        if self.server.keys.required and self.key is None:
+        if self.server.keys_required and self.key is None:
             return self.server.unauthenticated_limits
         return self.server.limits
 
