@@ -370,8 +370,19 @@ class Session:
         """
         self.server.commands_processed += 1
         word = command[0]
+        known = SPEC_OF_WORD.get(word) or COMMANDS.get(word.lower())
+        # The usual case, outside MULTI and without keys to check, takes no
+        # detour: what `admit` would find is only whether the arity fits.
+        if (
+            known is not None
+            and self.transaction is None
+            and not (known.needs_auth and self.server.keys_required)
+        ):
+            arity = known.arity
+            if len(command) == arity or (arity < 0 and len(command) >= -arity):
+                return self.run_command(known, command)
         try:
-            spec = self.admit(SPEC_OF_WORD.get(word) or COMMANDS.get(word.lower()), command)
+            spec = self.admit(known, command)
         except Refusal as refusal:
             if self.transaction is not None:
                 self.transaction_failed = True
