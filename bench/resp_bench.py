@@ -329,6 +329,11 @@ def package_of(path: str) -> str:
     return parts[0]
 
 
+# Functions whose self time is mostly the recv and send system calls: the
+# RESP listener's loop on a plain TCP socket, and trio's socket wrapper.
+SOCKET_CALLERS = frozenset({"Session.run_socket", "_SocketType._nonblocking_helper"})
+
+
 def summarize_profile(raw: str, top: int = 15) -> Profile:
     """Shares of samples from py-spy's raw (collapsed) output."""
     by_package: Counter[str] = Counter()
@@ -343,8 +348,8 @@ def summarize_profile(raw: str, top: int = 15) -> Profile:
         total += count
         frames = [frame_parts(f) for f in stack.split(";")]
         path, function = frames[-1]
-        if function.endswith("_nonblocking_helper"):  # where trio's socket calls sit
-            by_package["trio socket calls (recv/send syscalls included)"] += count
+        if function in SOCKET_CALLERS:  # where recv and send are called
+            by_package["socket calls (recv/send syscalls included)"] += count
         else:
             by_package[package_of(path)] += count
         by_function[f"{function} ({path})"] += count
@@ -641,7 +646,8 @@ def render(results: RespResults) -> list[str]:
             "redis-benchmark printed against PhoenixCache (it ran nonetheless): "
             + "; ".join(f"`{line}`" for line in warned)
             + ". It sends `CONFIG GET save` and `CONFIG GET appendonly` first, and "
-            "PhoenixCache has no CONFIG: `-ERR unknown command 'CONFIG'`.",
+            "PhoenixCache, which has no Redis configuration parameters, answers an empty "
+            "match (`*0`).",
         ]
     if results.profile is not None:
         out += ["", *render_profile(results.profile)]
@@ -663,8 +669,10 @@ def render_profile(profile: Profile) -> list[str]:
         "Shares of samples by the function running (self time), summed by package and "
         "by function; and, for phoenix's functions, the share of samples with the "
         "function anywhere on the stack (inclusive; those on 95% or more of the stacks, "
-        "such as `Session.run`, left out). `_SocketType._nonblocking_helper` is where "
-        "trio calls recv/send: its self time includes those system calls.",
+        "such as `Session.run_socket`, left out). `Session.run_socket` is where the "
+        "listener calls recv and send on the socket: its self time includes those system "
+        "calls. On a busy machine, samples also count time spent waiting for a core "
+        "(often right after a wake-up in `EpollIOManager.get_events` or a send).",
         "",
     ]
     out += table(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import doctest
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from phoenix import resp
@@ -183,6 +183,83 @@ def test_byte_by_byte_input_gives_the_same_commands(commands: list[list[bytes]])
 def test_inline_commands_parse_byte_by_byte(commands: list[list[bytes]]) -> None:
     data = b"".join(b" ".join(command) + b"\r\n" for command in commands)
     assert parse_byte_by_byte(data) == commands
+
+
+# Pieces of frames, valid or not: the fast path must take only what the
+# general parser reads the same way, and leave every other frame to it.
+frame_pieces = st.lists(
+    st.one_of(
+        st.sampled_from(
+            [
+                *(b"*", b"$", b"\r\n", b"\r", b"\n", b"0", b"1", b"2", b"3", b"9", b"10", b"-1"),
+                *(b"007", b"1234567890", b"+", b" ", b"GET", b"set", b"k", b"PING\r\n", b"\x00"),
+                *(b"*9", b"$4095", b"$4096", bulk_array([b"SET", b"k", b"a\r\nb"]), b"$2\r\n\r\n"),
+            ]
+        ),
+        st.lists(st.lists(st.binary(max_size=12), min_size=1, max_size=4), max_size=2).map(encode),
+    ),
+    max_size=12,
+).map(b"".join)
+limits_choices = st.sampled_from(
+    [
+        LIMITS,
+        Limits(max_bulk_length=3, max_array_length=2, max_pending=40),
+        Limits(max_bulk_length=16 * 1024, max_array_length=10, max_pending=64 * 1024),
+        # At and just past the bounds of the fast path's frames.
+        Limits(max_bulk_length=4095, max_array_length=9, max_inline_length=5),
+        Limits(max_bulk_length=4094),
+        Limits(max_array_length=8),
+        Limits(max_inline_length=4),
+    ]
+)
+
+
+@settings(deadline=None)
+@given(frame_pieces, limits_choices)
+def test_the_fast_path_parses_every_prefix_as_the_general_parser_does(
+    data: bytes, limits: Limits
+) -> None:
+    for end in range(len(data) + 1):
+        expected = resp._parse_commands(data[:end], limits, False)
+        assert parse_commands(data[:end], limits) == expected
+        assert parse_commands(bytearray(data[:end]), limits) == expected
+
+
+@given(commands_strategy, st.lists(st.integers(min_value=1, max_value=30), max_size=8))
+def test_input_split_anywhere_gives_the_same_commands(
+    commands: list[list[bytes]], cuts: list[int]
+) -> None:
+    data = encode(commands)
+    got: list[list[bytes]] = []
+    pending = bytearray()
+    position = 0
+    for size in [*cuts, len(data)]:
+        pending += data[position : position + size]
+        position += size
+        parsed = parse_commands(pending, LIMITS)
+        assert parsed.error is None
+        assert all(type(word) is bytes for command in parsed.commands for word in command)
+        got.extend(parsed.commands)
+        del pending[: parsed.consumed]
+    assert got == commands and not pending
+
+
+def test_the_fast_path_leaves_unusual_frames_to_the_general_parser() -> None:
+    for data, expected in [
+        (b"*2\r\n$3\r\nGET\r\n$01\r\nk\r\n", Parsed([[b"GET", b"k"]], 21)),
+        (b"*1\r\n$-1\r\n", Parsed([], 0, "invalid bulk length")),
+        (b"*2\r\n$3\r\nGET\r\n:1\r\n", Parsed([], 0, "expected '$', got ':'")),
+        (b"*1\r\n$4\r\nPINGxx", Parsed([], 0, "expected CRLF after a bulk string")),
+        (b"*10\r\n" + b"$1\r\nx\r\n" * 10, Parsed([[b"x"] * 10], 75)),
+        (bulk_array([b"a\r\nb", b"\r\n"]), Parsed([[b"a\r\nb", b"\r\n"]], 22)),
+        (bulk_array([b"x" * 4095]) * 2, Parsed([[b"x" * 4095]] * 2, 2 * 4108)),
+        (bulk_array([b"x" * 4096]) * 2, Parsed([[b"x" * 4096]] * 2, 2 * 4109)),
+        (b"PING\r\n" + bulk_array([b"PING"]), Parsed([[b"PING"], [b"PING"]], 20)),
+    ]:
+        assert parse_commands(data, LIMITS) == expected
+    small = Limits(max_bulk_length=2, max_array_length=1)
+    assert parse_commands(b"*1\r\n$3\r\nabc\r\n", small).error == "invalid bulk length"
+    assert parse_commands(b"*2\r\n", small).error == "invalid multibulk length"
 
 
 @given(st.binary(max_size=200))

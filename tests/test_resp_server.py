@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import doctest
+import math
 import socket
 import time
 from collections.abc import Iterator
@@ -35,11 +36,12 @@ import trustme
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from phoenix import resp
+from phoenix import resp, resp_commands, resp_server
 from phoenix.clock import FakeClock
 from phoenix.config import Config
 from phoenix.node import Node
-from phoenix.resp_server import COMMANDS, RespServer
+from phoenix.resp_commands import COMMANDS
+from phoenix.resp_server import RespServer
 from phoenix.security import WhitelistFile
 from test_client import NodeProcesses, free_ports, node_processes
 
@@ -90,6 +92,12 @@ def server(node: Node) -> RespServer:
     return RespServer(node)
 
 
+def test_the_command_module_s_examples() -> None:
+    failures, tried = doctest.testmod(resp_commands)
+    assert tried >= 1
+    assert failures == 0
+
+
 async def test_pipelined_commands_are_answered_in_one_write(server: RespServer) -> None:
     commands = resp.bulk_array([b"SET", b"k", b"v"]) + b"GET k\r\nPING\r\nECHO hi\r\n"
     session = await converse(server, commands)
@@ -136,6 +144,29 @@ async def test_hello_3_switches_the_connection_to_resp3_and_hello_2_back(
     session = await converse(server, b"".join(line + b"\r\n" for line, _ in exchanges))
     assert session.replies == b"".join(reply for _, reply in exchanges)
     assert session.writes == 1
+
+
+async def test_command_names_are_found_in_any_case(server: RespServer) -> None:
+    session = await converse(server, b"SET k v\r\nget k\r\nGeT k\r\nmulti\r\nGet k\r\nExEc\r\n")
+    assert (
+        session.replies == b"+OK\r\n" + b"$1\r\nv\r\n" * 2 + b"+OK\r\n+QUEUED\r\n*1\r\n$1\r\nv\r\n"
+    )
+
+
+async def test_what_a_key_may_run_follows_the_last_auth(clock: FakeClock) -> None:
+    config = Config(
+        node_id="keyed", num_counters=1000, read_only_keys=[READER], read_write_keys=[WRITER]
+    )
+    server = RespServer(Node(config, clock=clock))
+    noperm = b"-NOPERM this key is read-only: no permission to run the 'set' command\r\n"
+    session = await converse(
+        server,
+        b"AUTH %b\r\nSET k v\r\nGET k\r\nAUTH %b\r\nSET k v\r\nAUTH %b\r\nset k w\r\nGET k\r\n"
+        % (READER.encode(), WRITER.encode(), READER.encode()),
+    )
+    assert session.replies == (
+        b"+OK\r\n" + noperm + b"$-1\r\n+OK\r\n+OK\r\n+OK\r\n" + noperm + b"$1\r\nv\r\n"
+    )
 
 
 async def test_a_refused_hello_3_leaves_the_connection_on_resp2(clock: FakeClock) -> None:
@@ -316,6 +347,123 @@ async def test_an_incomplete_frame_is_closed_after_read_timeout(
         await client.send_all(b"N")  # a byte at a time does not extend the deadline
         assert await client.receive_some() == b""
         assert trio.current_time() - started == pytest.approx(node.config.read_timeout)
+
+
+async def tcp_pair() -> tuple[trio.SocketStream, trio.SocketStream]:
+    """A client and the server's side of one TCP connection on 127.0.0.1."""
+    (listener,) = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    async with listener:
+        client = await trio.testing.open_stream_to_socket_listener(listener)
+        return client, await listener.accept()
+
+
+async def receive_until_closed(stream: trio.SocketStream) -> bytes:
+    received = bytearray()
+    while data := await stream.receive_some():
+        received += data
+    return bytes(received)
+
+
+@pytest.fixture
+def socket_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if a TCP connection is served by the stream loop instead of its socket."""
+
+    async def no_stream_loop(session: Any, stream: trio.abc.Stream) -> None:
+        raise AssertionError("a TCP connection went through Session.run")
+
+    monkeypatch.setattr(resp_server.Session, "run", no_stream_loop)
+
+
+@pytest.mark.usefixtures("socket_only")
+async def test_a_tcp_connection_is_served_on_its_socket(server: RespServer) -> None:
+    client, server_side = await tcp_pair()
+    async with client, trio.open_nursery() as nursery:
+        nursery.start_soon(server.serve_client, server_side, "127.0.0.1")
+        await client.send_all(resp.bulk_array([b"SET", b"k", b"v"]) + b"GET k\r\nPING\r\n")
+        expected = b"+OK\r\n$1\r\nv\r\n+PONG\r\n"
+        received = b""
+        while len(received) < len(expected):
+            received += await client.receive_some()
+        assert received == expected
+        # A frame split across writes waits for its end.
+        await client.send_all(b"*2\r\n$4\r\nECHO\r\n$5\r\nhel")
+        await trio.testing.wait_all_tasks_blocked()
+        await client.send_all(b"lo\r\nQUIT\r\nPING\r\n")
+        assert await receive_until_closed(client) == b"$5\r\nhello\r\n+OK\r\n"
+    assert server.connected_clients == 0
+
+
+@pytest.mark.usefixtures("socket_only")
+async def test_a_protocol_error_on_a_socket_is_answered_then_closed(server: RespServer) -> None:
+    client, server_side = await tcp_pair()
+    async with client, trio.open_nursery() as nursery:
+        nursery.start_soon(server.serve_client, server_side, "127.0.0.1")
+        await client.send_all(b"PING\r\n*1\r\n$x\r\nPING\r\n")
+        assert await receive_until_closed(client) == (
+            b"+PONG\r\n-ERR Protocol error: invalid bulk length\r\n"
+        )
+
+
+@pytest.mark.usefixtures("socket_only")
+async def test_an_incomplete_frame_on_a_socket_is_closed_after_read_timeout(
+    node: Node, autojump_clock: trio.abc.Clock
+) -> None:
+    server = RespServer(node)
+    client, server_side = await tcp_pair()
+    async with client, trio.open_nursery() as nursery:
+        nursery.start_soon(server.serve_client, server_side, "127.0.0.1")
+        # Idle with nothing pending: kept open, like Redis with timeout 0.
+        await trio.sleep(10 * node.config.read_timeout)
+        await client.send_all(b"PING\r\n")
+        assert await client.receive_some() == b"+PONG\r\n"
+        started = trio.current_time()
+        await client.send_all(b"*1\r\n$4\r\nPI")
+        await trio.sleep(node.config.read_timeout / 2)
+        await client.send_all(b"N")  # a byte at a time does not extend the deadline
+        assert await client.receive_some() == b""
+        assert trio.current_time() - started == pytest.approx(node.config.read_timeout)
+
+
+@pytest.mark.usefixtures("socket_only")
+async def test_replies_larger_than_the_kernel_s_buffers_arrive_whole(clock: FakeClock) -> None:
+    config = Config(node_id="n", num_counters=1000, max_value_size=1024 * 1024)
+    server = RespServer(Node(config, clock=clock))
+    client, server_side = await tcp_pair()
+    value = bytes(range(256)) * (config.max_value_size // 256)
+    async with client, trio.open_nursery() as nursery:
+        nursery.start_soon(server.serve_client, server_side, "127.0.0.1")
+        await client.send_all(resp.bulk_array([b"SET", b"big", value]))
+        assert await client.receive_some() == b"+OK\r\n"
+        with trio.fail_after(30):
+            await client.send_all(b"GET big\r\n" * 32 + b"QUIT\r\n")
+            received = await receive_until_closed(client)
+    assert received == resp.bulk(value) * 32 + b"+OK\r\n"
+
+
+@pytest.mark.usefixtures("socket_only")
+async def test_a_client_that_does_not_read_is_closed_after_write_timeout(
+    clock: FakeClock, autojump_clock: trio.abc.Clock
+) -> None:
+    config = Config(node_id="n", num_counters=1000, max_value_size=1024 * 1024)
+    server = RespServer(Node(config, clock=clock))
+    client, server_side = await tcp_pair()
+    ended_at = math.inf
+
+    async def serve() -> None:
+        nonlocal ended_at
+        await server.serve_client(server_side, "127.0.0.1")
+        ended_at = trio.current_time()
+
+    async with client, trio.open_nursery() as nursery:
+        nursery.start_soon(serve)
+        await client.send_all(resp.bulk_array([b"SET", b"big", b"x" * config.max_value_size]))
+        assert await client.receive_some() == b"+OK\r\n"
+        # 32 MiB of replies: more than the kernel's buffers hold while nobody reads.
+        started = trio.current_time()
+        await client.send_all(b"GET big\r\n" * 32)
+        await trio.sleep(10 * config.write_timeout)
+        assert ended_at - started == pytest.approx(config.write_timeout)
+        assert server.connected_clients == 0
 
 
 async def test_frames_stay_small_until_auth(clock: FakeClock) -> None:

@@ -69,12 +69,23 @@ def parse_commands(buffer: bytes | bytearray, limits: Limits) -> Parsed:
     (Redis's wording after ``Protocol error: ``); the connection is then
     beyond repair and should be closed.
     """
+    return _parse_commands(buffer, limits, _fast_path_applies(limits))
+
+
+def _parse_commands(buffer: bytes | bytearray, limits: Limits, fast: bool) -> Parsed:
+    """`parse_commands`, with or without the fast path (the tests compare the two)."""
     commands: list[Command] = []
     position = 0
     end = len(buffer)
+    # The frames clients send nearly always (short arrays of short bulk
+    # strings: GET, SET ...) take a fast path from the start of the buffer;
+    # from the first frame it does not take (an incomplete one, an inline
+    # command, anything unusual) the general parser reads the rest.
+    if fast and end and buffer[0] == _ARRAY and end <= _FAST_BUFFER:
+        position = _parse_simple_arrays(buffer, commands)
     while position < end:
         try:
-            if buffer[position] == ord("*"):
+            if buffer[position] == _ARRAY:
                 command, position_after = _parse_array(buffer, position, limits)
             else:
                 command, position_after = _parse_inline(buffer, position, limits)
@@ -88,6 +99,60 @@ def parse_commands(buffer: bytes | bytearray, limits: Limits) -> Parsed:
         if command:
             commands.append(command)
     return Parsed(commands, position)
+
+
+_ARRAY = ord("*")
+# The fast path's frames: "*1" to "*9", then "$0" to "$4095" headers.
+_ARRAY_HEADERS = {b"*%d" % count: count for count in range(1, 10)}
+_BULK_HEADERS = {b"$%d" % length: length for length in range(4096)}
+_LONGEST_HEADER = len(b"$4095")
+# It splits the whole buffer at once: not one that may hold a large value
+# still arriving (which the general parser only measures).
+_FAST_BUFFER = 256 * 1024
+
+
+def _fast_path_applies(limits: Limits) -> bool:
+    """Whether every frame of the fast path is within `limits` (else the general parser decides)."""
+    return (
+        limits.max_array_length >= 9
+        and limits.max_bulk_length >= 4095
+        and limits.max_inline_length >= _LONGEST_HEADER
+    )
+
+
+def _parse_simple_arrays(buffer: bytes | bytearray, commands: list[Command]) -> int:
+    """Append the complete simple arrays at the start of `buffer` to `commands`; the bytes taken.
+
+    The buffer is split at every CRLF (in C, at once). An array of n bulk
+    strings, none holding CRLF, is then 2n + 1 pieces, each followed by
+    CRLF: its header, and per string a header and the string, whose length
+    the header gives. A string that holds CRLF is split into pieces that
+    do not match their header, and the general parser takes over there.
+    """
+    pieces = bytes(buffer).split(b"\r\n")
+    last = len(pieces) - 1  # the piece after the last CRLF: not known to be complete
+    array_headers, bulk_headers = _ARRAY_HEADERS, _BULK_HEADERS
+    index = 0
+    while index < last:
+        count = array_headers.get(pieces[index])
+        if count is None:
+            break
+        command: Command = []
+        position = index + 1
+        for _ in range(count):
+            if position + 1 >= last:
+                break
+            word = pieces[position + 1]
+            if bulk_headers.get(pieces[position]) != len(word):
+                break
+            command.append(word)
+            position += 2
+        else:
+            commands.append(command)
+            index = position
+            continue
+        break
+    return sum(map(len, pieces[:index])) + 2 * index
 
 
 def _line(

@@ -1,12 +1,11 @@
-"""The RESP listener: Redis clients talk to a node (docs/resp.md).
+"""The RESP listener and its connections: Redis clients talk to a node (docs/resp.md).
 
 `RespServer.serve` listens with `trio.serve_tcp` on the node's host and
-`resp_port`, one task per connection in serve_tcp's own nursery. Commands
-run against the same `Node` as the HTTP API: every write goes through a
-`Node` method, so it is versioned and replicated exactly like its HTTP twin,
-and reads wait for start-up recovery (``-LOADING``). The whitelist,
-max_conns_per_ip, API keys (``AUTH``) and read_timeout / write_timeout apply
-as they do to HTTP.
+`resp_port`, one task per connection in serve_tcp's own nursery; a `Session`
+is one connection. The commands (resp_commands.py) run against the same
+`Node` as the HTTP API, and reads wait for start-up recovery
+(``-LOADING``). The whitelist, max_conns_per_ip, API keys (``AUTH``) and
+read_timeout / write_timeout apply as they do to HTTP.
 
 A connection speaks RESP2 until `HELLO 3` switches it to RESP3 (`HELLO 2`
 switches back). The two differ only in the null reply (``$-1`` / ``_``) and
@@ -15,7 +14,9 @@ in map replies (a flat array / ``%``), which the handlers encode with
 
 A connection reads what arrives, runs every complete command in it in order
 and sends all their replies in one write (pipelining). A frame left
-incomplete for longer than read_timeout, or a protocol error, closes it.
+incomplete for longer than read_timeout, or a protocol error, closes it. A
+plain TCP connection is served on its socket directly (`Session.run_socket`),
+a TLS one through trio's stream (`Session.run`).
 """
 
 from __future__ import annotations
@@ -23,81 +24,47 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
-import re
+import socket
 import ssl
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
 from functools import partial
-from typing import NoReturn
 
-import attrs
 import trio
 
-from phoenix import __version__, resp
+from phoenix import resp
 from phoenix.config import Config
-from phoenix.errors import NotReady, RequestError, TooLarge
+from phoenix.errors import NotReady, RequestError
 from phoenix.node import MAX_TTL_SECONDS, Node
-from phoenix.peers import PeerState
 from phoenix.resp import Command, Limits
+from phoenix.resp_commands import (
+    COMMANDS,
+    NOAUTH,
+    QUEUED,
+    SPEC_OF_WORD,
+    TRANSACTION_CONTROL,
+    Refusal,
+    Spec,
+    parse_integer,
+    refuse,
+    unknown_command,
+    wrong_arity,
+)
 from phoenix.security import Keys, WhitelistFile
-from phoenix.store import BUCKET_COUNT, DEFAULT_CONTENT_TYPE, NO_EXPIRY, Entry
+from phoenix.store import NO_EXPIRY, Entry
 
 log = logging.getLogger("phoenix.resp")
 
 RECEIVE_SIZE = 64 * 1024
-# The Redis version whose behaviour the listener follows; clients that
-# read `redis_version` from INFO or HELLO pick their features from it.
-REDIS_COMPATIBLE_VERSION = "7.2.0"
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 # A bulk string may hold a value of max_value_size plus this much (a key is
 # bounded by max_key_length, which is far smaller in every sane config).
 BULK_SLACK = 64 * 1024
-DEFAULT_SCAN_COUNT = 10
 # Redis's bounds for a client that has not authenticated yet.
 UNAUTHENTICATED_BULK = 16 * 1024
 UNAUTHENTICATED_ARRAY = 10
 UNAUTHENTICATED_PENDING = 64 * 1024
 # An incomplete command may hold this much, or four bulk strings' worth.
 MIN_PENDING = 64 * 1024 * 1024
-
-OK = resp.simple("OK")
-QUEUED = resp.simple("QUEUED")
-NOT_INTEGER = "ERR value is not an integer or out of range"
-SYNTAX_ERROR = "ERR syntax error"
-NOAUTH = "NOAUTH Authentication required."
-WRONGPASS = "WRONGPASS invalid username-password pair or user is disabled."
-# The integer form Redis accepts (string2ll): no sign but '-', no leading zeros, no "-0".
-_INTEGER = re.compile(rb"0|-?[1-9][0-9]{0,18}")
-
-
-# Commands run at once inside MULTI instead of being queued.
-_TRANSACTION_CONTROL = frozenset({b"multi", b"exec", b"discard", b"quit"})
-
-
-class _Refusal(Exception):
-    """A command's error reply (without the leading '-'), raised to end the command."""
-
-
-def _refuse(message: str) -> NoReturn:
-    raise _Refusal(message)
-
-
-@attrs.frozen
-class Spec:
-    """How a command is checked before it runs.
-
-    `arity` counts the command name, as Redis does: N means exactly N words,
-    -N at least N. `twin` is the HTTP route that does the same thing, whose
-    key rule (security.Keys) applies. `reads` commands wait for recovery.
-    """
-
-    handler: Callable[[Session, Command], bytes]
-    arity: int
-    twin: str = "/get"
-    reads: bool = False
-    needs_auth: bool = True
 
 
 class RespServer:
@@ -108,6 +75,7 @@ class RespServer:
         self.node = node
         self.whitelist = whitelist
         self.keys = Keys(config.read_only_keys, config.read_write_keys, config.cluster_key)
+        self.keys_required = self.keys.required
         max_bulk = config.max_value_size + BULK_SLACK
         self.limits = Limits(max_bulk_length=max_bulk, max_pending=max(MIN_PENDING, 4 * max_bulk))
         # Before AUTH, when keys are required, frames are kept small, as Redis does.
@@ -190,7 +158,10 @@ class RespServer:
             self._next_client_id += 1
             session = Session(self, self._next_client_id, address)
             try:
-                await session.run(stream)
+                if isinstance(stream, trio.SocketStream):
+                    await _run_on_socket(session, stream)
+                else:
+                    await session.run(stream)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
             finally:
@@ -214,6 +185,31 @@ def server_tls_context(config: Config) -> ssl.SSLContext:
     return context
 
 
+async def _run_on_socket(session: Session, stream: trio.SocketStream) -> None:
+    """Run `session` on the stream's socket itself, taken from trio's wrapper and closed here."""
+    sock = socket.socket(fileno=stream.socket.detach())
+    try:
+        sock.setblocking(False)
+        await session.run_socket(sock)
+    except OSError as error:  # reset by the peer, broken pipe
+        log.debug("RESP connection from %s broke: %s", session.address, error)
+    finally:
+        trio.lowlevel.notify_closing(sock)
+        sock.close()
+
+
+async def _send_rest(sock: socket.socket, rest: memoryview, timeout: float) -> bool:
+    """Send what the kernel's buffer did not take at once; False after `timeout`."""
+    fd = sock.fileno()
+    with trio.move_on_after(timeout):
+        while rest:
+            await trio.lowlevel.wait_writable(fd)
+            with contextlib.suppress(BlockingIOError):  # woken for nothing
+                rest = rest[sock.send(rest) :]
+        return True
+    return False
+
+
 async def _send_quietly(stream: trio.abc.Stream, data: bytes) -> None:
     with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
         await stream.send_all(data)
@@ -227,7 +223,10 @@ class Session:
         self.node = server.node
         self.id = client_id
         self.address = address
+        self.max_key_length = server.node.config.max_key_length
         self.key: str | None = None
+        # Whether `key` may use an HTTP route (security.Keys), by route, for `admit`.
+        self.allowed: dict[str, bool] = {}
         self.name: bytes | None = None
         # The RESP version of the replies, 2 until HELLO 3; the null and map
         # replies depend on it (resp.null, resp.bulk, resp.mapping).
@@ -236,39 +235,110 @@ class Session:
         # Between MULTI and EXEC: the queued commands, and whether one was refused.
         self.transaction: list[tuple[Spec, Command]] | None = None
         self.transaction_failed = False
+        # Received bytes of an incomplete command, waiting for the rest.
+        self.pending = bytearray()
 
     async def run(self, stream: trio.abc.Stream) -> None:
-        """Read, run every complete command, answer them in one write; until closed."""
+        """Read, run every complete command, answer them in one write; until closed.
+
+        Over any trio stream (TLS; memory streams in tests). A plain TCP
+        connection takes `run_socket` instead, the same loop on the socket.
+        """
         config = self.node.config
-        pending = bytearray()
         deadline = math.inf  # when the incomplete frame in `pending` must be complete
         while not self.closing:
-            with trio.move_on_at(deadline) as waiting:
+            if deadline == math.inf:
                 data = await stream.receive_some(RECEIVE_SIZE)
-            if waiting.cancelled_caught:
-                log.debug("closing %s: frame incomplete after read_timeout", self.address)
-                return
+            else:
+                with trio.move_on_at(deadline) as waiting:
+                    data = await stream.receive_some(RECEIVE_SIZE)
+                if waiting.cancelled_caught:
+                    log.debug("closing %s: frame incomplete after read_timeout", self.address)
+                    return
             if not data:
                 return
-            pending += data
-            replies, consumed, error = self.run_pending(pending)
-            if error is not None and not self.closing:
-                replies.append(resp.error(f"ERR Protocol error: {error}"))
-                self.closing = True
+            replies, consumed = self.take(data)
             if replies:
                 with trio.move_on_after(config.write_timeout) as sending:
-                    await stream.send_all(b"".join(replies))
+                    await stream.send_all(replies)
                 if sending.cancelled_caught:
                     return
             else:
                 await trio.lowlevel.checkpoint()
-            if not pending:
+            if not self.pending:
                 deadline = math.inf
             elif consumed or deadline == math.inf:
                 deadline = trio.current_time() + config.read_timeout
 
-    def run_pending(self, pending: bytearray) -> tuple[list[bytes], int, str | None]:
-        """Run the complete commands of `pending` and take them out of it.
+    async def run_socket(self, sock: socket.socket) -> None:
+        """`run` on a plain TCP socket (non-blocking), with trio's waits only where needed.
+
+        trio's socket methods pay for a cancellation check, a yield and a
+        cancel scope on every call; here a connection waits for the socket
+        to be readable (its one yield per batch of commands, so a busy
+        client cannot starve the others), reads once, and sends its replies
+        with one non-blocking send, waiting to write (bounded by
+        write_timeout) only when the kernel's buffer is full. An incomplete
+        frame is bounded by read_timeout exactly as in `run`.
+        """
+        config = self.node.config
+        read_timeout = config.read_timeout
+        fd = sock.fileno()
+        recv, send = sock.recv, sock.send
+        wait_readable = trio.lowlevel.wait_readable
+        deadline = math.inf
+        while not self.closing:
+            if deadline == math.inf:
+                await wait_readable(fd)
+            else:
+                with trio.move_on_at(deadline) as waiting:
+                    await wait_readable(fd)
+                if waiting.cancelled_caught:
+                    log.debug("closing %s: frame incomplete after read_timeout", self.address)
+                    return
+            try:
+                data = recv(RECEIVE_SIZE)
+            except BlockingIOError:  # woken for nothing
+                continue
+            if not data:
+                return
+            replies, consumed = self.take(data)
+            if replies:
+                try:
+                    sent = send(replies)
+                except BlockingIOError:
+                    sent = 0
+                if sent < len(replies) and not await _send_rest(
+                    sock, memoryview(replies)[sent:], config.write_timeout
+                ):
+                    return
+            if not self.pending:
+                deadline = math.inf
+            elif consumed or deadline == math.inf:
+                deadline = trio.current_time() + read_timeout
+
+    def take(self, data: bytes | bytearray) -> tuple[bytes, int]:
+        """Take bytes received: run the complete commands, keep the rest pending.
+
+        Returns the replies to send in one write (b"" if none) and the bytes
+        of commands taken. A protocol error is answered and closes the session.
+        """
+        pending = self.pending
+        if pending:
+            pending += data
+            replies, consumed, error = self.run_pending(pending)
+            del pending[:consumed]
+        else:
+            replies, consumed, error = self.run_pending(data)
+            if consumed < len(data):
+                pending += memoryview(data)[consumed:]
+        if error is not None and not self.closing:
+            replies.append(resp.error(f"ERR Protocol error: {error}"))
+            self.closing = True
+        return b"".join(replies), consumed
+
+    def run_pending(self, buffer: bytes | bytearray) -> tuple[list[bytes], int, str | None]:
+        """Run the complete commands at the start of `buffer`.
 
         Returns their replies, the bytes they took and the protocol error
         met, if any. An AUTH lifts the limits on unauthenticated frames: what
@@ -278,18 +348,17 @@ class Session:
         consumed = 0
         while True:
             limits = self.limits()
-            parsed = resp.parse_commands(pending, limits)
+            parsed = resp.parse_commands(buffer[consumed:] if consumed else buffer, limits)
             for command in parsed.commands:
                 replies.append(self.execute(command))
                 if self.closing:
                     break
-            del pending[: parsed.consumed]
             consumed += parsed.consumed
             if self.closing or parsed.error is None or self.limits() is limits:
                 return replies, consumed, parsed.error
 
     def limits(self) -> Limits:
-        if self.server.keys.required and self.key is None:
+        if self.server.keys_required and self.key is None:
             return self.server.unauthenticated_limits
         return self.server.limits
 
@@ -300,40 +369,57 @@ class Session:
         one that fails them makes EXEC discard the transaction, as in Redis.
         """
         self.server.commands_processed += 1
-        name = command[0].lower()
+        word = command[0]
+        known = SPEC_OF_WORD.get(word) or COMMANDS.get(word.lower())
+        # The usual case, outside MULTI and without keys to check, takes no
+        # detour: what `admit` would find is only whether the arity fits.
+        if (
+            known is not None
+            and self.transaction is None
+            and not (known.needs_auth and self.server.keys_required)
+        ):
+            arity = known.arity
+            if len(command) == arity or (arity < 0 and len(command) >= -arity):
+                return self.run_command(known, command)
         try:
-            spec = self.admit(name, command)
-        except _Refusal as refusal:
+            spec = self.admit(known, command)
+        except Refusal as refusal:
             if self.transaction is not None:
                 self.transaction_failed = True
             return resp.error(str(refusal))
-        if self.transaction is not None and name not in _TRANSACTION_CONTROL:
+        if self.transaction is not None and word.lower() not in TRANSACTION_CONTROL:
             self.transaction.append((spec, command))
             return QUEUED
         return self.run_command(spec, command)
 
-    def admit(self, name: bytes, command: Command) -> Spec:
+    def admit(self, spec: Spec | None, command: Command) -> Spec:
         """The command's spec, once it is known, has its arguments and is allowed."""
-        spec = COMMANDS.get(name)
         if spec is None:
-            _refuse(_unknown_command(command))
+            refuse(unknown_command(command))
         arity = spec.arity
         if (arity > 0 and len(command) != arity) or len(command) < -arity:
-            _refuse(_wrong_arity(name.decode("utf-8", "replace")))
-        if spec.needs_auth and self.server.keys.required:
+            refuse(wrong_arity(command[0].lower().decode("utf-8", "replace")))
+        if spec.needs_auth and self.server.keys_required:
             if self.key is None:
-                _refuse(NOAUTH)
-            if self.server.keys.refusal(spec.twin, self.key) is not None:
-                shown = name.decode("utf-8", "replace")
-                _refuse(f"NOPERM this key is read-only: no permission to run the '{shown}' command")
+                refuse(NOAUTH)
+            if not self.may_run(spec.twin):
+                shown = command[0].lower().decode("utf-8", "replace")
+                refuse(f"NOPERM this key is read-only: no permission to run the '{shown}' command")
         return spec
+
+    def may_run(self, twin: str) -> bool:
+        """Whether the session's key may use the HTTP route `twin`: asked once per route."""
+        allowed = self.allowed.get(twin)
+        if allowed is None:
+            allowed = self.allowed[twin] = self.server.keys.refusal(twin, self.key) is None
+        return allowed
 
     def run_command(self, spec: Spec, command: Command) -> bytes:
         try:
-            if spec.reads:
+            if spec.reads and not self.node.ready:
                 self.node.check_ready()
             return spec.handler(self, command)
-        except _Refusal as refusal:
+        except Refusal as refusal:
             return resp.error(str(refusal))
         except NotReady as error:
             return resp.error(f"LOADING {error}")
@@ -350,8 +436,10 @@ class Session:
         try:
             key = raw.decode("utf-8")
         except UnicodeDecodeError:
-            _refuse("ERR key must be valid UTF-8")
-        self.node.check_key(key)
+            refuse("ERR key must be valid UTF-8")
+        # Node.check_key refuses empty keys and keys over max_key_length bytes only.
+        if not 0 < len(raw) <= self.max_key_length:
+            self.node.check_key(key)
         return key
 
     def now(self) -> int:
@@ -373,7 +461,7 @@ class Session:
             number *= 1000
         deadline = number + now if unit in (b"EX", b"PX") else number
         if number <= 0 or deadline > now + MAX_TTL_SECONDS * 1000:
-            _refuse(f"ERR invalid expire time in '{command}' command")
+            refuse(f"ERR invalid expire time in '{command}' command")
         return deadline
 
     def rewrite(self, key: str, entry: Entry, value: bytes, expires_at: int) -> None:
@@ -382,689 +470,3 @@ class Session:
             self.node.remove(key)
         else:
             self.node.set_until(key, value, entry.content_type, expires_at)
-
-
-def parse_integer(raw: bytes, message: str = NOT_INTEGER) -> int:
-    """A signed 64-bit integer written as Redis writes them; else the error `message`."""
-    if _INTEGER.fullmatch(raw) is None:
-        _refuse(message)
-    number = int(raw)
-    if not INT64_MIN <= number <= INT64_MAX:
-        _refuse(message)
-    return number
-
-
-def _unknown_command(command: Command) -> str:
-    name = command[0].decode("utf-8", "replace")[:128]
-    shown = ""
-    for argument in command[1:]:
-        if len(shown) >= 128:
-            break
-        shown += "'" + argument.decode("utf-8", "replace")[: 128 - len(shown)] + "' "
-    return f"ERR unknown command '{name}', with args beginning with: {shown}"
-
-
-def _wrong_arity(name: str) -> str:
-    return f"ERR wrong number of arguments for '{name}' command"
-
-
-def glob_matcher(pattern: bytes) -> Callable[[str], bool]:
-    """Redis's glob (stringmatchlen): * ? [abc] [^a-z] and \\ escapes, case-sensitive.
-
-    >>> glob_matcher(b"user:[0-9]*")("user:42")
-    True
-    """
-    text = pattern.decode("utf-8", "replace")
-    regex = []
-    index = 0
-    while index < len(text):
-        char = text[index]
-        if char == "*":
-            regex.append(".*")
-        elif char == "?":
-            regex.append(".")
-        elif char == "\\" and index + 1 < len(text):
-            index += 1
-            regex.append(re.escape(text[index]))
-        elif char == "[":
-            close = text.find("]", index + 2 if text[index + 1 : index + 2] == "^" else index + 1)
-            if close < 0:
-                regex.append(re.escape(text[index:]))
-                break
-            body = text[index + 1 : close]
-            negate = body.startswith("^")
-            if negate:
-                body = body[1:]
-            parts = []
-            for position, part in enumerate(body):
-                if part == "-" and 0 < position < len(body) - 1:
-                    parts.append("-")
-                else:
-                    parts.append(re.escape(part))
-            regex.append(("[^" if negate else "[") + "".join(parts) + "]" if parts else "(?!)")
-            index = close
-        else:
-            regex.append(re.escape(char))
-        index += 1
-    compiled = re.compile("".join(regex), re.DOTALL)
-    return lambda key: compiled.fullmatch(key) is not None
-
-
-# The commands. Each takes the session and the whole command (name first)
-# and returns its encoded reply, or raises _Refusal / RequestError.
-
-
-def _ping(session: Session, command: Command) -> bytes:
-    if len(command) > 2:
-        _refuse(_wrong_arity("ping"))
-    return resp.bulk(command[1]) if len(command) == 2 else resp.simple("PONG")
-
-
-def _echo(session: Session, command: Command) -> bytes:
-    return resp.bulk(command[1])
-
-
-def _quit(session: Session, command: Command) -> bytes:
-    session.closing = True
-    return OK
-
-
-def _authenticate(session: Session, password: bytes) -> None:
-    key = password.decode("utf-8", "replace")
-    if session.server.keys.refusal("/get", key) is not None:
-        _refuse(WRONGPASS)
-    session.key = key
-
-
-def _auth(session: Session, command: Command) -> bytes:
-    if len(command) > 3:
-        _refuse(SYNTAX_ERROR)
-    if not session.server.keys.required:
-        if len(command) == 2:
-            _refuse(
-                "ERR AUTH <password> called without any password configured for the "
-                "default user. Are you sure your configuration is correct?"
-            )
-        return OK
-    _authenticate(session, command[-1])
-    return OK
-
-
-def _hello(session: Session, command: Command) -> bytes:
-    """Redis's handshake: switch to RESP2 or RESP3 (after AUTH / SETNAME) and describe the server.
-
-    The protocol changes only when the whole command succeeds (as in Redis, an AUTH
-    in it stays done even if a bad SETNAME then refuses it).
-    """
-    protocol = session.protocol
-    if len(command) >= 2:
-        protocol = parse_integer(
-            command[1], "ERR Protocol version is not an integer or out of range"
-        )
-        if protocol not in (2, 3):
-            _refuse("NOPROTO unsupported protocol version")
-    options = command[2:]
-    password: bytes | None = None
-    name: bytes | None = None
-    index = 0
-    while index < len(options):
-        option = options[index].upper()
-        remaining = len(options) - index - 1
-        if option == b"AUTH" and remaining >= 2:
-            password = options[index + 2]
-            index += 3
-        elif option == b"SETNAME" and remaining >= 1:
-            name = options[index + 1]
-            index += 2
-        else:
-            shown = options[index].decode("utf-8", "replace")
-            _refuse(f"ERR Syntax error in HELLO option '{shown}'")
-    keys = session.server.keys
-    if password is not None and keys.required:
-        _authenticate(session, password)
-    if keys.required and session.key is None:
-        _refuse(
-            "NOAUTH HELLO must be called with the client already authenticated, otherwise "
-            "the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the "
-            "client and select the RESP protocol version at the same time"
-        )
-    if name is not None:
-        session.name = _client_name(name)
-    session.protocol = protocol
-    return resp.mapping(
-        [
-            (resp.bulk(b"server"), resp.bulk(b"redis")),
-            (resp.bulk(b"version"), resp.bulk(REDIS_COMPATIBLE_VERSION.encode())),
-            (resp.bulk(b"proto"), resp.integer(protocol)),
-            (resp.bulk(b"id"), resp.integer(session.id)),
-            (resp.bulk(b"mode"), resp.bulk(b"standalone")),
-            (resp.bulk(b"role"), resp.bulk(b"master")),
-            (resp.bulk(b"modules"), resp.array([])),
-        ],
-        protocol,
-    )
-
-
-def _multi(session: Session, command: Command) -> bytes:
-    if session.transaction is not None:
-        _refuse("ERR MULTI calls can not be nested")
-    session.transaction = []
-    session.transaction_failed = False
-    return OK
-
-
-def _exec(session: Session, command: Command) -> bytes:
-    """Run the queued commands one after the other, with no other client in between.
-
-    Commands run synchronously on the node's one thread, so nothing else (no
-    other connection, no replicated write) is applied between them.
-    """
-    queued, failed = session.transaction, session.transaction_failed
-    if queued is None:
-        _refuse("ERR EXEC without MULTI")
-    session.transaction = None
-    if failed:
-        _refuse("EXECABORT Transaction discarded because of previous errors.")
-    return resp.array([session.run_command(spec, command) for spec, command in queued])
-
-
-def _discard(session: Session, command: Command) -> bytes:
-    if session.transaction is None:
-        _refuse("ERR DISCARD without MULTI")
-    session.transaction = None
-    return OK
-
-
-def _select(session: Session, command: Command) -> bytes:
-    if parse_integer(command[1]) != 0:
-        _refuse("ERR DB index is out of range")
-    return OK
-
-
-def _client_name(name: bytes) -> bytes | None:
-    if any(not 0x21 <= byte <= 0x7E for byte in name):
-        _refuse("ERR Client names cannot contain spaces, newlines or special characters.")
-    return name or None
-
-
-def _client(session: Session, command: Command) -> bytes:
-    sub = command[1].lower()
-    arity = {b"setname": 3, b"getname": 2, b"setinfo": 4, b"id": 2}.get(sub)
-    if arity is None:
-        shown = command[1].decode("utf-8", "replace")
-        _refuse(f"ERR unknown subcommand '{shown}'. Try CLIENT HELP.")
-    if len(command) != arity:
-        _refuse(_wrong_arity(f"client|{sub.decode()}"))
-    if sub == b"setname":
-        session.name = _client_name(command[2])
-        return OK
-    if sub == b"getname":
-        return resp.bulk(session.name, session.protocol)
-    if sub == b"id":
-        return resp.integer(session.id)
-    if command[2].upper() not in (b"LIB-NAME", b"LIB-VER"):
-        _refuse(f"ERR Unrecognized option '{command[2].decode('utf-8', 'replace')}'")
-    return OK
-
-
-def _command(session: Session, command: Command) -> bytes:
-    sub = command[1].upper() if len(command) > 1 else b""
-    if sub == b"COUNT":
-        return resp.integer(len(COMMANDS))
-    # COMMAND, COMMAND DOCS, COMMAND INFO ...: no documentation to give;
-    # redis-cli then falls back on its built-in hints. DOCS is a map in RESP3.
-    if sub == b"DOCS":
-        return resp.mapping([], session.protocol)
-    return resp.array([])
-
-
-def _config(session: Session, command: Command) -> bytes:
-    if command[1].upper() == b"GET" and len(command) == 3:
-        # No Redis configuration parameters here: an empty match, as Redis
-        # answers for a pattern that matches nothing (redis-benchmark asks);
-        # a map in RESP3.
-        return resp.mapping([], session.protocol)
-    _refuse("ERR CONFIG supports only CONFIG GET parameter here")
-
-
-def _info(session: Session, command: Command) -> bytes:
-    wanted = {argument.lower() for argument in command[1:]}
-    everything = not wanted or wanted & {b"all", b"everything", b"default"}
-    sections = [
-        text
-        for name, text in _info_sections(session)
-        if everything or name.lower().encode() in wanted
-    ]
-    return resp.bulk("\r\n".join(sections).encode())
-
-
-def _info_sections(session: Session) -> list[tuple[str, str]]:
-    server = session.server
-    node = session.node
-    store = node.store
-    stats = store.stats
-    config = node.config
-    port = config.resp_port
-    if server.addresses:
-        port = int(server.addresses[0].rpartition(":")[2])
-    peers = [peer for peer in node.peers if peer.state is not PeerState.SELF]
-
-    def section(title: str, fields: Sequence[tuple[str, object]]) -> tuple[str, str]:
-        lines = [f"# {title}", *(f"{name}:{value}" for name, value in fields)]
-        return title, "\r\n".join(lines) + "\r\n"
-
-    keyspace = [("db0", f"keys={len(store)},expires=0,avg_ttl=0")] if len(store) else []
-    return [
-        section(
-            "Server",
-            [
-                ("redis_version", REDIS_COMPATIBLE_VERSION),
-                ("redis_mode", "standalone"),
-                ("phoenix_version", __version__),
-                ("node_id", node.id),
-                ("run_id", node.incarnation),
-                ("process_id", os.getpid()),
-                ("tcp_port", port),
-                ("uptime_in_seconds", int(time.monotonic() - server.started_at)),
-            ],
-        ),
-        section(
-            "Clients",
-            [
-                ("connected_clients", server.connected_clients),
-                ("maxclients_per_ip", config.max_conns_per_ip),
-            ],
-        ),
-        section(
-            "Memory",
-            [
-                ("used_memory", store.used_cost),
-                ("maxmemory", store.max_cost),
-                ("maxmemory_policy", "w-tinylfu"),
-            ],
-        ),
-        section(
-            "Stats",
-            [
-                ("total_connections_received", server.connections_received),
-                ("total_commands_processed", server.commands_processed),
-                ("rejected_connections", server.rejected_connections),
-                ("expired_keys", stats.expirations),
-                ("evicted_keys", store.evictions),
-                ("keyspace_hits", stats.hits),
-                ("keyspace_misses", stats.misses),
-            ],
-        ),
-        section(
-            "Replication",
-            [
-                ("role", "master"),
-                ("connected_slaves", 0),
-                ("phoenix_ready", int(node.ready)),
-                ("phoenix_recovery", node.recovery),
-                ("phoenix_peers", len(peers)),
-                ("phoenix_peers_up", sum(peer.state is PeerState.UP for peer in peers)),
-            ],
-        ),
-        section("Keyspace", keyspace),
-    ]
-
-
-def _dbsize(session: Session, command: Command) -> bytes:
-    return resp.integer(len(session.node.store))
-
-
-def _get(session: Session, command: Command) -> bytes:
-    entry = session.node.get(session.key_of(command[1]))
-    return resp.bulk(None if entry is None else entry.value, session.protocol)
-
-
-_EXPIRY_UNITS = (b"EX", b"PX", b"EXAT", b"PXAT")
-
-
-def _set(session: Session, command: Command) -> bytes:
-    key = session.key_of(command[1])
-    value = command[2]
-    condition: bytes | None = None
-    want_old = keep_ttl = False
-    expiry: tuple[bytes, bytes] | None = None
-    options = command[3:]
-    index = 0
-    while index < len(options):
-        option = options[index].upper()
-        has_next = index + 1 < len(options)
-        if option in (b"NX", b"XX") and condition in (None, option):
-            condition = option
-        elif option == b"GET":
-            want_old = True
-        elif option == b"KEEPTTL" and expiry is None:
-            keep_ttl = True
-        elif option in _EXPIRY_UNITS and not keep_ttl and expiry is None and has_next:
-            expiry = (option, options[index + 1])
-            index += 1
-        else:
-            _refuse(SYNTAX_ERROR)
-        index += 1
-    expires_at = NO_EXPIRY
-    if expiry is not None:
-        expires_at = session.deadline(*expiry, "set")
-    node = session.node
-    limit = node.config.max_value_size
-    if len(value) > limit:
-        raise TooLarge(f"value is larger than max_value_size ({limit} bytes)")
-    current = None
-    if condition or want_old or keep_ttl:
-        node.check_ready()
-        current = session.live(key)
-    old = None if current is None else current.value
-    reply = resp.bulk(old, session.protocol) if want_old else OK
-    if (condition == b"NX" and current is not None) or (condition == b"XX" and current is None):
-        return reply if want_old else resp.null(session.protocol)
-    if keep_ttl and current is not None:
-        expires_at = current.expires_at
-    if expires_at != NO_EXPIRY and expires_at <= session.now():
-        node.remove(key)
-    else:
-        node.set_until(key, value, DEFAULT_CONTENT_TYPE, expires_at)
-    return reply
-
-
-def _setnx(session: Session, command: Command) -> bytes:
-    key = session.key_of(command[1])
-    session.node.check_ready()
-    if session.live(key) is not None:
-        return resp.integer(0)
-    session.node.set_until(key, command[2], DEFAULT_CONTENT_TYPE, NO_EXPIRY)
-    return resp.integer(1)
-
-
-def _setex(unit: bytes, name: str) -> Callable[[Session, Command], bytes]:
-    def setex(session: Session, command: Command) -> bytes:
-        key = session.key_of(command[1])
-        expires_at = session.deadline(unit, command[2], name)
-        session.node.set_until(key, command[3], DEFAULT_CONTENT_TYPE, expires_at)
-        return OK
-
-    return setex
-
-
-def _getset(session: Session, command: Command) -> bytes:
-    key = session.key_of(command[1])
-    session.node.check_ready()
-    current = session.live(key)
-    old = None if current is None else current.value
-    session.node.set_until(key, command[2], DEFAULT_CONTENT_TYPE, NO_EXPIRY)
-    return resp.bulk(old, session.protocol)
-
-
-def _getdel(session: Session, command: Command) -> bytes:
-    key = session.key_of(command[1])
-    entry = session.node.get(key)
-    if entry is None:
-        return resp.null(session.protocol)
-    value = entry.value
-    session.node.remove(key)
-    return resp.bulk(value)
-
-
-def _getex(session: Session, command: Command) -> bytes:
-    key = session.key_of(command[1])
-    options = command[2:]
-    expiry: tuple[bytes, bytes] | None = None
-    persist = False
-    index = 0
-    while index < len(options):
-        option = options[index].upper()
-        if option in _EXPIRY_UNITS and expiry is None and not persist and index + 1 < len(options):
-            expiry = (option, options[index + 1])
-            index += 1
-        elif option == b"PERSIST" and expiry is None and not persist:
-            persist = True
-        else:
-            _refuse(SYNTAX_ERROR)
-        index += 1
-    expires_at = None
-    if expiry is not None:
-        expires_at = session.deadline(*expiry, "getex")
-    entry = session.node.get(key)
-    if entry is None:
-        return resp.null(session.protocol)
-    value = entry.value
-    if expires_at is not None:
-        session.rewrite(key, entry, value, expires_at)
-    elif persist and entry.expires_at != NO_EXPIRY:
-        session.rewrite(key, entry, value, NO_EXPIRY)
-    return resp.bulk(value)
-
-
-def _strlen(session: Session, command: Command) -> bytes:
-    entry = session.live(session.key_of(command[1]))
-    return resp.integer(0 if entry is None else len(entry.value))
-
-
-def _append(session: Session, command: Command) -> bytes:
-    key = session.key_of(command[1])
-    session.node.check_ready()
-    entry = session.live(key)
-    if entry is None:
-        session.node.set_until(key, command[2], DEFAULT_CONTENT_TYPE, NO_EXPIRY)
-        return resp.integer(len(command[2]))
-    value = entry.value + command[2]
-    session.node.set_until(key, value, entry.content_type, entry.expires_at)
-    return resp.integer(len(value))
-
-
-def _mget(session: Session, command: Command) -> bytes:
-    keys = [session.key_of(raw) for raw in command[1:]]
-    entries = [session.node.get(key) for key in keys]
-    values = [None if entry is None else entry.value for entry in entries]
-    return resp.bulk_array(values, session.protocol)
-
-
-def _mset(session: Session, command: Command) -> bytes:
-    if len(command) % 2 == 0:
-        _refuse(_wrong_arity("mset"))
-    pairs = command[1:]
-    items = [
-        (session.key_of(pairs[index]), pairs[index + 1], DEFAULT_CONTENT_TYPE)
-        for index in range(0, len(pairs), 2)
-    ]
-    session.node.set_many(items, 0)
-    return OK
-
-
-def _delete(session: Session, command: Command) -> bytes:
-    keys = [session.key_of(raw) for raw in command[1:]]
-    return resp.integer(sum(session.node.remove(key) for key in keys))
-
-
-def _exists(session: Session, command: Command) -> bytes:
-    keys = [session.key_of(raw) for raw in command[1:]]
-    return resp.integer(sum(session.live(key) is not None for key in keys))
-
-
-def _expire(unit: bytes, name: str) -> Callable[[Session, Command], bytes]:
-    def expire(session: Session, command: Command) -> bytes:
-        key = session.key_of(command[1])
-        flags = {option.upper() for option in command[3:]}
-        unknown = flags - {b"NX", b"XX", b"GT", b"LT"}
-        if unknown:
-            shown = next(o for o in command[3:] if o.upper() in unknown).decode("utf-8", "replace")
-            _refuse(f"ERR Unsupported option {shown}")
-        if b"NX" in flags and len(flags) > 1:
-            _refuse("ERR NX and XX, GT or LT options at the same time are not compatible")
-        if {b"GT", b"LT"} <= flags:
-            _refuse("ERR GT and LT options at the same time are not compatible")
-        number = parse_integer(command[2])
-        now = session.now()
-        expires_at = number * (1000 if unit in (b"EX", b"EXAT") else 1)
-        if unit in (b"EX", b"PX"):
-            expires_at += now
-        if expires_at > now + MAX_TTL_SECONDS * 1000:
-            _refuse(f"ERR invalid expire time in '{name}' command")
-        entry = session.live(key)
-        if entry is None:
-            return resp.integer(0)
-        current = entry.expires_at or math.inf  # no expiry: later than any deadline
-        if (
-            (b"NX" in flags and entry.expires_at != NO_EXPIRY)
-            or (b"XX" in flags and entry.expires_at == NO_EXPIRY)
-            or (b"GT" in flags and not expires_at > current)
-            or (b"LT" in flags and not expires_at < current)
-        ):
-            return resp.integer(0)
-        # A deadline already past removes the key, as in Redis.
-        session.rewrite(key, entry, entry.value, max(expires_at, 1))
-        return resp.integer(1)
-
-    return expire
-
-
-def _persist(session: Session, command: Command) -> bytes:
-    key = session.key_of(command[1])
-    entry = session.live(key)
-    if entry is None or entry.expires_at == NO_EXPIRY:
-        return resp.integer(0)
-    session.rewrite(key, entry, entry.value, NO_EXPIRY)
-    return resp.integer(1)
-
-
-def _ttl(milliseconds: bool, absolute: bool = False) -> Callable[[Session, Command], bytes]:
-    def ttl(session: Session, command: Command) -> bytes:
-        entry = session.live(session.key_of(command[1]))
-        if entry is None:
-            return resp.integer(-2)
-        if entry.expires_at == NO_EXPIRY:
-            return resp.integer(-1)
-        left = entry.expires_at if absolute else max(entry.expires_at - session.now(), 0)
-        return resp.integer(left if milliseconds else (left + 500) // 1000)
-
-    return ttl
-
-
-def _type(session: Session, command: Command) -> bytes:
-    entry = session.live(session.key_of(command[1]))
-    return resp.simple("none" if entry is None else "string")
-
-
-def _keys(session: Session, command: Command) -> bytes:
-    matches = glob_matcher(command[1])
-    found = [key.encode() for key, _ in session.node.store.items() if matches(key)]
-    return resp.bulk_array(found)
-
-
-def _scan(session: Session, command: Command) -> bytes:
-    raw_cursor = command[1]
-    if not raw_cursor.isdigit() or len(raw_cursor) > 20:
-        _refuse("ERR invalid cursor")
-    cursor = int(raw_cursor)
-    count = DEFAULT_SCAN_COUNT
-    matches: Callable[[str], bool] | None = None
-    wanted_type: bytes | None = None
-    options = command[2:]
-    for index in range(0, len(options), 2):
-        option = options[index].upper()
-        if index + 1 >= len(options):
-            _refuse(SYNTAX_ERROR)
-        argument = options[index + 1]
-        if option == b"COUNT":
-            count = parse_integer(argument)
-            if count < 1:
-                _refuse(SYNTAX_ERROR)
-        elif option == b"MATCH":
-            matches = glob_matcher(argument)
-        elif option == b"TYPE":
-            wanted_type = argument.lower()
-        else:
-            _refuse(SYNTAX_ERROR)
-    page: list[tuple[str, Entry]] = []
-    next_cursor = 0
-    if cursor < BUCKET_COUNT:
-        page, next_cursor = session.node.store.scan(cursor, count)
-    keys = [key.encode() for key, _ in page if matches is None or matches(key)]
-    if wanted_type not in (None, b"string"):
-        keys = []
-    return resp.array([resp.bulk(str(next_cursor).encode()), resp.bulk_array(keys)])
-
-
-def _flush(session: Session, command: Command) -> bytes:
-    if len(command) > 2 or (len(command) == 2 and command[1].upper() not in (b"ASYNC", b"SYNC")):
-        _refuse(SYNTAX_ERROR)
-    session.node.flush()
-    return OK
-
-
-def _increment(sign: int, by_argument: bool) -> Callable[[Session, Command], bytes]:
-    def increment(session: Session, command: Command) -> bytes:
-        key = session.key_of(command[1])
-        delta = parse_integer(command[2]) if by_argument else 1
-        if sign < 0 and delta == INT64_MIN:
-            _refuse("ERR decrement would overflow")
-        entry = session.live(key)
-        current = 0 if entry is None else parse_integer(entry.value)
-        result = current + sign * delta
-        if not INT64_MIN <= result <= INT64_MAX:
-            _refuse("ERR increment or decrement would overflow")
-        value = str(result).encode()
-        if entry is None:
-            session.node.set_until(key, value, DEFAULT_CONTENT_TYPE, NO_EXPIRY)
-        else:
-            session.node.set_until(key, value, entry.content_type, entry.expires_at)
-        return resp.integer(result)
-
-    return increment
-
-
-COMMANDS: dict[bytes, Spec] = {
-    # Connection.
-    b"ping": Spec(_ping, -1, "/ping"),
-    b"echo": Spec(_echo, 2, "/ping"),
-    b"quit": Spec(_quit, -1, "/ping", needs_auth=False),
-    b"auth": Spec(_auth, -2, "/ping", needs_auth=False),
-    b"hello": Spec(_hello, -1, "/ping", needs_auth=False),
-    b"select": Spec(_select, 2, "/ping"),
-    b"multi": Spec(_multi, 1, "/ping"),
-    b"exec": Spec(_exec, 1, "/ping"),
-    b"discard": Spec(_discard, 1, "/ping"),
-    b"client": Spec(_client, -2, "/ping"),
-    b"command": Spec(_command, -1, "/ping"),
-    # Server.
-    b"info": Spec(_info, -1, "/cluster"),
-    b"config": Spec(_config, -2, "/cluster"),
-    b"dbsize": Spec(_dbsize, 1, "/list", reads=True),
-    b"flushall": Spec(_flush, -1, "/flush"),
-    b"flushdb": Spec(_flush, -1, "/flush"),
-    # Strings.
-    b"get": Spec(_get, 2, reads=True),
-    b"set": Spec(_set, -3, "/set"),
-    b"setnx": Spec(_setnx, 3, "/set"),
-    b"setex": Spec(_setex(b"EX", "setex"), 4, "/set"),
-    b"psetex": Spec(_setex(b"PX", "psetex"), 4, "/set"),
-    b"getset": Spec(_getset, 3, "/set"),
-    b"getdel": Spec(_getdel, 2, "/remove", reads=True),
-    b"getex": Spec(_getex, -2, "/set", reads=True),
-    b"strlen": Spec(_strlen, 2, reads=True),
-    b"append": Spec(_append, 3, "/set"),
-    b"mget": Spec(_mget, -2, "/getKeys", reads=True),
-    b"mset": Spec(_mset, -3, "/setKeys"),
-    b"incr": Spec(_increment(1, False), 2, "/set", reads=True),
-    b"decr": Spec(_increment(-1, False), 2, "/set", reads=True),
-    b"incrby": Spec(_increment(1, True), 3, "/set", reads=True),
-    b"decrby": Spec(_increment(-1, True), 3, "/set", reads=True),
-    # Keys.
-    b"del": Spec(_delete, -2, "/remove"),
-    b"unlink": Spec(_delete, -2, "/remove"),
-    b"exists": Spec(_exists, -2, reads=True),
-    b"expire": Spec(_expire(b"EX", "expire"), -3, "/set", reads=True),
-    b"pexpire": Spec(_expire(b"PX", "pexpire"), -3, "/set", reads=True),
-    b"expireat": Spec(_expire(b"EXAT", "expireat"), -3, "/set", reads=True),
-    b"pexpireat": Spec(_expire(b"PXAT", "pexpireat"), -3, "/set", reads=True),
-    b"persist": Spec(_persist, 2, "/set", reads=True),
-    b"ttl": Spec(_ttl(milliseconds=False), 2, reads=True),
-    b"pttl": Spec(_ttl(milliseconds=True), 2, reads=True),
-    b"expiretime": Spec(_ttl(milliseconds=False, absolute=True), 2, reads=True),
-    b"pexpiretime": Spec(_ttl(milliseconds=True, absolute=True), 2, reads=True),
-    b"type": Spec(_type, 2, reads=True),
-    b"keys": Spec(_keys, 2, "/list", reads=True),
-    b"scan": Spec(_scan, -2, "/list", reads=True),
-}
