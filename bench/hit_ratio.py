@@ -1,11 +1,26 @@
-"""Hit ratios of phoenix.policy against LRU and Belady's optimum.
+"""Hit ratios of phoenix.policy against LRU, the online bound and Belady's optimum.
 
 Every key costs 1, so a cache's capacity is a number of entries. An access is
 a hit when the cache holds the key; a miss otherwise, after which the key is
 offered to the cache (the policy may refuse it). Belady's optimum (MIN, with
 bypass: a missed key whose next use is farther than every held key's is not
-kept) is computed from next-use indices and a heap; no online policy can do
-better.
+kept) is computed from next-use indices and a heap; no policy can do better,
+but MIN reads the future.
+
+The online bound (A0), for the Zipf streams only: a Zipf stream is a sequence
+of independent draws from fixed key probabilities (the independent reference
+model). An online policy decides what it holds before the next key is drawn,
+so that access hits with the summed probability of the held keys, at most the
+sum of the `capacity` largest; the policy that holds the most probable keys
+(A0, a perfect LFU that knows the probabilities) reaches that sum, and no
+online policy has a higher expected hit ratio: A. V. Aho, P. J. Denning and
+J. D. Ullman, "Principles of Optimal Page Replacement", J. ACM 18(1), 1971,
+pp. 80-93. "A0" is that policy run on the same stream from an empty cache,
+like the others (it holds the most probable keys among those seen so far,
+which is the best an online policy can hold at every step, first accesses
+included); "A0 exp." is its long-run expectation, the sum of the `capacity`
+largest probabilities (no cold start). The scan+hot stream and the traces are
+not independent draws, so they have no such bound.
 
 Streams:
   zipf-S      seeded Zipf(s=S) over --keys keys
@@ -39,6 +54,7 @@ import argparse
 import gzip
 import heapq
 import itertools
+import math
 import random
 import sys
 import time
@@ -56,13 +72,29 @@ DEFAULT_TRACE = REPO_ROOT.parent / "shared" / "traces" / "OLTP.lis.gz"
 # -- streams ------------------------------------------------------------------
 
 
-def zipf_stream(s: float, n_keys: int, length: int, seed: int) -> list[str]:
+class ZipfModel(NamedTuple):
+    """A Zipf stream and the law it was drawn from, most probable key first."""
+
+    keys_by_rank: list[str]
+    probabilities: list[float]  # of keys_by_rank, descending
+    stream: list[str]
+
+
+def zipf_model(s: float, n_keys: int, length: int, seed: int) -> ZipfModel:
     """`length` accesses to keys "k0".."k{n_keys-1}", key of rank r with weight 1/r**s."""
     rng = random.Random(seed)
     keys = [f"k{i}" for i in range(n_keys)]
     rng.shuffle(keys)
-    cum_weights = list(itertools.accumulate(1.0 / (rank**s) for rank in range(1, n_keys + 1)))
-    return rng.choices(keys, cum_weights=cum_weights, k=length)
+    weights = [1.0 / (rank**s) for rank in range(1, n_keys + 1)]
+    cum_weights = list(itertools.accumulate(weights))
+    stream = rng.choices(keys, cum_weights=cum_weights, k=length)
+    total = cum_weights[-1]
+    return ZipfModel(keys, [w / total for w in weights], stream)
+
+
+def zipf_stream(s: float, n_keys: int, length: int, seed: int) -> list[str]:
+    """The accesses of `zipf_model` alone."""
+    return zipf_model(s, n_keys, length, seed).stream
 
 
 def scan_hot_stream(capacity: int, length: int, seed: int) -> list[str]:
@@ -170,11 +202,51 @@ def belady_hit_ratio(stream: Sequence[str], capacity: int) -> float:
     return hits / max(1, len(stream))
 
 
+def a0_hit_ratio(stream: Sequence[str], keys_by_rank: Sequence[str], capacity: int) -> float:
+    """A0 on demand, from an empty cache: hold the most probable keys seen so far.
+
+    A missed key is kept when the cache has room or the key is more probable
+    than the least probable key held (which is evicted); otherwise it is not
+    kept. The cache thus holds the `capacity` most probable keys among those
+    seen, which maximizes the chance that each next access hits.
+    """
+    rank = {key: index for index, key in enumerate(keys_by_rank)}
+    held: set[str] = set()
+    heap: list[tuple[int, str]] = []  # (-rank, key): the least probable held key first
+    hits = 0
+    for key in stream:
+        if key in held:
+            hits += 1
+            continue
+        mine = rank[key]
+        if len(held) >= capacity:
+            if mine > -heap[0][0]:
+                continue
+            held.discard(heapq.heappop(heap)[1])
+        held.add(key)
+        heapq.heappush(heap, (-mine, key))
+    return hits / max(1, len(stream))
+
+
+def online_bound(model: ZipfModel, capacity: int) -> tuple[float, float]:
+    """A0 on the model's stream, and its long-run expectation (the top `capacity` probabilities).
+
+    Under the independent reference model no online policy's expected hit
+    ratio exceeds A0's (Aho, Denning and Ullman, J. ACM 1971).
+    """
+    measured = a0_hit_ratio(model.stream, model.keys_by_rank, capacity)
+    return measured, math.fsum(model.probabilities[:capacity])
+
+
 # -- the table ------------------------------------------------------------------
 
 
 class HitRow(NamedTuple):
-    """Hit ratios (0..1) of one stream at one capacity; seconds is the policy's run."""
+    """Hit ratios (0..1) of one stream at one capacity; seconds is the policy's run.
+
+    `online` and `online_expected` are the A0 bound measured on the stream and
+    its expectation, for the Zipf streams (None for the others).
+    """
 
     stream: str
     accesses: int
@@ -184,19 +256,25 @@ class HitRow(NamedTuple):
     lru: float
     optimal: float
     seconds: float
+    online: float | None = None
+    online_expected: float | None = None
 
 
 HEADER = (
     f"{'stream':<10} {'accesses':>9} {'capacity':>8} {'policy':>9} {'static1%':>9} "
-    f"{'LRU':>9} {'optimal':>9} {'time':>8}"
+    f"{'LRU':>9} {'A0':>9} {'A0 exp.':>9} {'optimal':>9} {'time':>8}"
 )
+
+
+def _percent(ratio: float | None) -> str:
+    return f"{'-':>9}" if ratio is None else f"{100 * ratio:>8.2f}%"
 
 
 def print_row(row: HitRow) -> None:
     print(
-        f"{row.stream:<10} {row.accesses:>9,} {row.capacity:>8,} {100 * row.policy:>8.2f}% "
-        f"{100 * row.static:>8.2f}% {100 * row.lru:>8.2f}% {100 * row.optimal:>8.2f}% "
-        f"{row.seconds:>7.1f}s",
+        f"{row.stream:<10} {row.accesses:>9,} {row.capacity:>8,} {_percent(row.policy)} "
+        f"{_percent(row.static)} {_percent(row.lru)} {_percent(row.online)} "
+        f"{_percent(row.online_expected)} {_percent(row.optimal)} {row.seconds:>7.1f}s",
         flush=True,
     )
 
@@ -207,7 +285,9 @@ def measure(
     capacities: Sequence[int],
     policy_run: Callable[[Sequence[str], int, bool], float],
     show: Callable[[HitRow], None] | None = None,
+    model: ZipfModel | None = None,
 ) -> list[HitRow]:
+    """One row per capacity; with the `model` the stream was drawn from, the A0 bound too."""
     rows = []
     for capacity in capacities:
         started = time.perf_counter()
@@ -216,7 +296,8 @@ def measure(
         static = policy_run(stream, capacity, False)
         lru = lru_hit_ratio(stream, capacity)
         opt = belady_hit_ratio(stream, capacity)
-        row = HitRow(name, len(stream), capacity, ours, static, lru, opt, elapsed)
+        online, expected = (None, None) if model is None else online_bound(model, capacity)
+        row = HitRow(name, len(stream), capacity, ours, static, lru, opt, elapsed, online, expected)
         if show is not None:
             show(row)
         rows.append(row)
@@ -255,8 +336,8 @@ def run(
     rows: list[HitRow] = []
     if synthetic:
         for s in (0.8, 1.0, 1.2):
-            stream = zipf_stream(s, keys, length, seed)
-            rows += measure(f"zipf-{s}", stream, capacities, policy_run, show)
+            model = zipf_model(s, keys, length, seed)
+            rows += measure(f"zipf-{s}", model.stream, capacities, policy_run, show, model)
         for capacity in capacities:
             stream = scan_hot_stream(capacity, length, seed)
             rows += measure("scan+hot", stream, [capacity], policy_run, show)
