@@ -86,3 +86,36 @@ async def test_cluster_metrics_show_peers_and_replication(autojump_clock: trio.a
         async with harness.client("n1") as client:
             metrics = await scrape(client)
         assert metrics[("phoenix_peer_up", peer)] == 0
+
+
+class _Slow(httpx.AsyncBaseTransport):
+    """Delays every request by `delay` seconds (trio time) before handing it on."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, delay: float) -> None:
+        self.inner, self.delay = inner, delay
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        await trio.sleep(self.delay)
+        return await self.inner.handle_async_request(request)
+
+
+async def test_replication_lag_histogram_times_pushed_writes_from_their_version(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with cluster(["n1", "n2"]) as harness:
+        await settle(2)
+        # Every request to n2 now takes 30 ms (virtual time, which the wall clock follows).
+        harness.network.apps["n2"] = _Slow(harness.network.apps["n2"], 0.03)  # type: ignore[assignment]
+        async with harness.client("n1") as client:
+            await client.post("/set", params={"key": "k", "ttl": 0}, content=b"v")
+            await settle(1)
+            await client.delete("/remove", params={"key": "gone"})
+        await settle(1)
+        async with harness.client("n2") as client:
+            metrics = await scrape(client)
+    lag = "phoenix_replication_lag_seconds"
+    assert metrics[(f"{lag}_count", ())] == 2  # pushes only: heartbeats and catch-ups are not timed
+    assert metrics[(f"{lag}_bucket", (("le", "0.02"),))] == 0
+    assert metrics[(f"{lag}_bucket", (("le", "0.03"),))] == 2  # 30 ms, to the millisecond
+    assert metrics[(f"{lag}_bucket", (("le", "+Inf"),))] == 2
+    assert 0.059 <= metrics[(f"{lag}_sum", ())] <= 0.061

@@ -31,8 +31,7 @@ def register_internal_routes(app: QuartTrio, node: Node) -> None:
         if not isinstance(items, list):
             raise InvalidRequest("body must be an object with an array 'ops'")
         ops = [decode(item) for item in items]  # all checked before any is applied
-        for op in ops:
-            node.apply(op)
+        node.apply_pushed(ops)
         return json_response(
             {"applied": len(ops), "node_id": node.id, "incarnation": node.incarnation}
         )

@@ -12,12 +12,18 @@ import time
 from collections.abc import Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from phoenix.limits import ASGIApp, Message, Receive, Scope, Send
 from phoenix.node import Node
 from phoenix.peers import PeerState
+from phoenix.replication import LAG_BUCKETS
 
 # Paths reported by name; any other path is counted as "other", so that
 # scanners cannot blow up the number of time series.
@@ -105,6 +111,20 @@ class NodeCollector(Collector):
             batches.add_metric([peer.url], peer.batches_sent)
             failures.add_metric([peer.url], peer.push_failures)
         yield from (up, depth, batches, failures)
+        yield self._replication_lag()
+
+    def _replication_lag(self) -> Metric:
+        lag = self.node.replication_lag
+        cumulative, buckets = 0, []
+        for bound, count in zip((*map(repr, LAG_BUCKETS), "+Inf"), lag.counts, strict=True):
+            cumulative += count
+            buckets.append((bound, cumulative))
+        return HistogramMetricFamily(
+            "phoenix_replication_lag_seconds",
+            "Time from a pushed write's origin (its version's clock) to its apply here",
+            buckets=buckets,
+            sum_value=lag.sum_seconds,
+        )
 
 
 class RefusalCollector(Collector):

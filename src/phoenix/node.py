@@ -17,14 +17,14 @@ from typing import cast
 import httpx
 import trio
 
-from phoenix.clock import Clock, HybridClock, Version, WallClock
+from phoenix.clock import Clock, HybridClock, Version, WallClock, physical_ms
 from phoenix.config import Config
 from phoenix.errors import InvalidRequest, NotReady, PeerCallFailed, TooLarge
 from phoenix.ops import FlushOp, Op, RemoveMatchingOp, RemoveOp, SetOp
 from phoenix.peer_client import PeerClient
 from phoenix.peers import Peer, PeerState
 from phoenix.recovery import CatchUpReport, catch_up
-from phoenix.replication import Acks, Outbox, Queued, replicate
+from phoenix.replication import Acks, LagHistogram, Outbox, Queued, replicate
 from phoenix.store import NO_EXPIRY, Entry, Store
 
 log = logging.getLogger("phoenix")
@@ -80,6 +80,7 @@ class Node:
         self.last_catch_up: CatchUpReport | None = None
         self.catch_up_runs = 0
         self.catch_up_bytes = 0
+        self.replication_lag = LagHistogram()
         self._transport = transport
         self._client: PeerClient | None = None
         self._catch_up_wanted = trio.Event()
@@ -192,6 +193,14 @@ class Node:
         if isinstance(op, RemoveMatchingOp):
             return store.remove_matching(op.pattern, op.version)
         return store.flush(op.version)
+
+    def apply_pushed(self, ops: Sequence[Op]) -> None:
+        """Apply, in order, writes a peer pushed; time each from its version's clock."""
+        for op in ops:
+            self.apply(op)
+        now_ms = self.clock.now_ms()
+        for op in ops:
+            self.replication_lag.observe((now_ms - physical_ms(op.version[0])) / 1000)
 
     def acks_for(self, needed: int) -> Acks:
         """A write concern: wait for `needed` peers; InvalidRequest if there are fewer."""

@@ -5,10 +5,12 @@ per peer sends what is queued in batches (bounded by count and bytes), in
 order, over the node's kept-alive HTTP client, retrying with backoff until it
 is delivered or the peer is disabled. A full outbox is never a silent loss:
 the peer is marked for catch-up by anti-entropy instead (peers.Peer).
+The receiving node times each pushed write from its version (LagHistogram).
 """
 
 from __future__ import annotations
 
+import bisect
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -24,6 +26,50 @@ MAX_BATCH_OPS = 500
 MAX_BATCH_BYTES = 1024 * 1024
 BACKOFF_FIRST = 0.05
 BACKOFF_MAX = 2.0
+
+# Upper bounds (seconds) of the replication lag histogram's buckets: fine up
+# to 100 ms, where a healthy cluster's lag lies, then coarse.
+LAG_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.02,
+    0.03,
+    0.04,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
+
+
+@attrs.define
+class LagHistogram:
+    """How long pushed writes took from their origin to being applied here.
+
+    A write's lag is the wall-clock time it was applied on this node minus
+    the physical (millisecond) part of its hybrid timestamp, stamped when the
+    origin node made it: millisecond resolution, and across machines it is
+    off by their clock skew (a negative difference counts as 0). Counts per
+    bucket of LAG_BUCKETS, the last for anything larger; read by /metrics.
+    """
+
+    counts: list[int] = attrs.field(factory=lambda: [0] * (len(LAG_BUCKETS) + 1))
+    total: int = 0
+    sum_seconds: float = 0.0
+
+    def observe(self, seconds: float) -> None:
+        seconds = max(0.0, seconds)
+        self.counts[bisect.bisect_left(LAG_BUCKETS, seconds)] += 1
+        self.total += 1
+        self.sum_seconds += seconds
 
 
 @attrs.define(eq=False)
