@@ -4,13 +4,25 @@ lag       Three `phoenix serve` processes on 127.0.0.1, each listing all three
           in `peers`. Writer tasks send --rate writes/s for --duration seconds
           to node 1, each paced to its slot in a fixed schedule (a late writer
           sends at once, so the achieved rate shows when the client or the
-          nodes cannot keep up); each value carries its send time. For every
-          --sample-every'th key, one watcher task per other node polls
-          GET /get every --poll-interval seconds, from the moment node 1
-          acknowledged the write until the key is there. Lag = time the
-          successful poll answered - time of the acknowledgement, so it
-          includes one poll round trip and up to one poll interval (both are
-          printed as the resolution). Writers and watchers use a minimal
+          nodes cannot keep up); each value carries its send time. The lag is
+          measured two ways:
+          - on the nodes, for every write: each receiving node times the
+            writes pushed to it from the clock in their version to their
+            apply (the histogram phoenix_replication_lag_seconds, scraped
+            from /metrics before and after the run). Exact for "applied
+            within 50 ms" (a bucket bound); p50/p99 are interpolated within
+            their bucket, as Prometheus's histogram_quantile does.
+          - from outside, end to end, for every --sample-every'th key: one
+            watcher task per other node polls POST /getKeys with all the
+            sampled keys it still waits for, every --poll-interval seconds,
+            until each is there. Lag = time the poll that found the key
+            answered - time of the write's acknowledgement, so it includes
+            one poll round trip and up to one poll interval (both printed as
+            the resolution).
+          The nodes' CPU (cores' worth over the run, from /proc) shows what
+          the load costs each; an earlier version polled GET /get per key
+          every 1 ms, about 700 requests/s on the two peers, which loaded
+          them more than replication did. Writers and watchers use a minimal
           HTTP/1.1 keep-alive client (RawClient): httpx's CPU cost per request
           made this script the bottleneck on 2 cores.
 catch-up  In one process, no sockets: nodes wired by httpx.ASGITransport.
@@ -50,6 +62,7 @@ from urllib.parse import quote
 import attrs
 import httpx
 import trio
+from prometheus_client.parser import text_string_to_metric_families
 
 from phoenix.app import create_app
 from phoenix.clock import WallClock
@@ -59,10 +72,18 @@ from phoenix.ops import SetOp
 from phoenix.peer_client import PeerClient
 from phoenix.recovery import CatchUpReport, catch_up
 
+try:  # bench/ on the path, as when run as a script or by bench/run.py
+    from load import process_cpu_seconds
+except ImportError:  # pragma: no cover
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from load import process_cpu_seconds
+
 BIN = Path(sys.executable).parent
 START_TIMEOUT = 30.0
 KEY_BYTES = 24
 VALUE_BYTES = 100
+LAG_METRIC = "phoenix_replication_lag_seconds"
+TARGET_LAG_SECONDS = 0.05
 
 
 def percentile(sorted_values: Sequence[float], fraction: float) -> float:
@@ -187,8 +208,8 @@ class RawClient:
 
 
 @asynccontextmanager
-async def three_nodes(folder: Path, log_level: str) -> AsyncIterator[list[str]]:
-    """Three `phoenix serve` processes; yields their URLs once all see each other up."""
+async def three_nodes(folder: Path, log_level: str) -> AsyncIterator[list[tuple[str, int]]]:
+    """Three `phoenix serve` processes; yields their (URL, pid) once all see each other up."""
     names = ["n1", "n2", "n3"]
     urls = [f"http://127.0.0.1:{port}" for port in free_ports(len(names))]
     processes: list[trio.Process] = []
@@ -217,7 +238,7 @@ async def three_nodes(folder: Path, log_level: str) -> AsyncIterator[list[str]]:
                     )
                 )
         await wait_until_formed(urls, processes, folder)
-        yield urls
+        yield [(url, process.pid) for url, process in zip(urls, processes, strict=True)]
     finally:
         for process in processes:
             if process.returncode is None:
@@ -270,34 +291,46 @@ class LagRun:
     poll_rtt: list[float] = attrs.field(factory=list)
     polls: int = 0
     not_seen: dict[str, int] = attrs.field(factory=dict)
+    # Per watched node: key -> (sent, acknowledged), until a poll finds it.
+    pending: dict[str, dict[str, tuple[float, float]]] = attrs.field(factory=dict)
+    writing_done: bool = False
 
 
 async def measure_lag(run: LagRun, urls: list[str]) -> None:
     source, watched = urls[0], urls[1:]
     for url in watched:
         run.lags[url], run.since_send[url], run.not_seen[url] = [], [], 0
+        run.pending[url] = {}
     total = int(run.rate * run.duration)
     writers = RawClient(source)
     watchers = {url: RawClient(url) for url in watched}
     next_index = 0
     token = os.urandom(3).hex()
 
-    async def watch(url: str, key: str, sent: float, acked: float) -> None:
-        with trio.move_on_after(run.watch_timeout):
-            while True:
+    async def watch(url: str) -> None:
+        """Poll `url` for every sampled key not seen there yet, all in one /getKeys."""
+        pending = run.pending[url]
+        while not (run.writing_done and not pending):
+            if pending:
                 asked = trio.current_time()
-                status, _ = await watchers[url].request("GET", f"/get?key={quote(key)}")
+                status, body = await watchers[url].request(
+                    "POST", "/getKeys", json.dumps(list(pending)).encode()
+                )
                 answered = trio.current_time()
                 run.polls += 1
                 run.poll_rtt.append(answered - asked)
-                if status == 200:
+                found = json.loads(body) if status == 200 else {}
+                for key in found:
+                    sent, acked = pending.pop(key)
                     run.lags[url].append(answered - acked)
                     run.since_send[url].append(answered - sent)
-                    return
-                await trio.sleep(run.poll_interval)
-        run.not_seen[url] += 1
+                for key, (_, acked) in list(pending.items()):
+                    if answered - acked > run.watch_timeout:
+                        del pending[key]
+                        run.not_seen[url] += 1
+            await trio.sleep(run.poll_interval)
 
-    async def writer(start: float, watch_nursery: trio.Nursery) -> None:
+    async def writer(start: float) -> None:
         nonlocal next_index
         while next_index < total:
             index = next_index
@@ -324,17 +357,84 @@ async def measure_lag(run: LagRun, urls: list[str]) -> None:
             run.ack_latency.append(acked - sent)
             if index % run.sample_every == 0:
                 for url in watched:
-                    watch_nursery.start_soon(watch, url, key, sent, acked)
+                    run.pending[url][key] = (sent, acked)
 
     try:
         async with trio.open_nursery() as watch_nursery:
+            for url in watched:
+                watch_nursery.start_soon(watch, url)
             start = trio.current_time() + 0.2
             async with trio.open_nursery() as nursery:
                 for _ in range(run.writers):
-                    nursery.start_soon(writer, start, watch_nursery)
+                    nursery.start_soon(writer, start)
+            run.writing_done = True
     finally:
         for client in (writers, *watchers.values()):
             await client.aclose()
+
+
+def lag_buckets(text: str) -> list[tuple[float, float]]:
+    """(upper bound, cumulative count) of the lag histogram in a /metrics scrape ([] if none)."""
+    for family in text_string_to_metric_families(text):
+        if family.name == LAG_METRIC:
+            return [
+                (float(sample.labels["le"]), sample.value)
+                for sample in family.samples
+                if sample.name == LAG_METRIC + "_bucket"
+            ]
+    return []
+
+
+def bucket_quantile(buckets: Sequence[tuple[float, float]], fraction: float) -> float:
+    """The `fraction` quantile of a histogram, interpolated linearly within its bucket.
+
+    As Prometheus's histogram_quantile: the first bucket starts at 0, and a
+    quantile in the +Inf bucket is the last finite bound.
+    """
+    total = buckets[-1][1] if buckets else 0
+    if not total:
+        return float("nan")
+    rank = fraction * total
+    lower, below = 0.0, 0.0
+    for bound, cumulative in buckets:
+        if cumulative >= rank:
+            if bound == float("inf"):
+                return lower
+            inside = cumulative - below
+            return lower + (bound - lower) * ((rank - below) / inside if inside else 1.0)
+        lower, below = bound, cumulative
+    return lower
+
+
+def server_lag(before: str, after: str) -> dict[str, Any]:
+    """The lag histogram's growth between two scrapes of one node, summarised."""
+    old = dict(lag_buckets(before))
+    buckets = [(bound, count - old.get(bound, 0.0)) for bound, count in lag_buckets(after)]
+    if not buckets:
+        return {"count": 0, "note": f"no {LAG_METRIC} on this node"}
+    total = buckets[-1][1]
+    within = dict(buckets).get(TARGET_LAG_SECONDS, float("nan"))
+    return {
+        "count": int(total),
+        "p50_ms": round(bucket_quantile(buckets, 0.50) * 1000, 2),
+        "p99_ms": round(bucket_quantile(buckets, 0.99) * 1000, 2),
+        "within_50ms_pct": round(100 * within / total, 3) if total else float("nan"),
+        "largest_bucket_ms": next(
+            (round(bound * 1000, 1) for bound, count in buckets if count == total),
+            float("inf"),
+        ),
+    }
+
+
+def batches_sent(text: str) -> float:
+    """Batches a node's replicators delivered, over all its peers, from a /metrics scrape."""
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "phoenix_replication_batches"
+        for sample in family.samples
+        if sample.name == "phoenix_replication_batches_total"
+    )
 
 
 def lag_results(run: LagRun, urls: list[str]) -> dict[str, Any]:
@@ -355,6 +455,7 @@ def lag_results(run: LagRun, urls: list[str]) -> dict[str, Any]:
         "poll_interval_ms": run.poll_interval * 1000,
         "poll_round_trip_p50_ms": round(percentile(rtt, 0.5) * 1000, 2),
         "polls": run.polls,
+        "polls_per_s": round(run.polls / span, 1) if span > 0 else None,
         "lag_after_ack": {
             **{f"node{i + 2}": distribution_ms(run.lags[url]) for i, url in enumerate(urls[1:])},
             "both": distribution_ms(combined),
@@ -368,6 +469,10 @@ def lag_results(run: LagRun, urls: list[str]) -> dict[str, Any]:
     }
 
 
+async def scrape_all(client: httpx.AsyncClient, urls: Sequence[str]) -> list[str]:
+    return [(await client.get(f"{url}/metrics")).text for url in urls]
+
+
 async def lag_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     run = LagRun(
         rate=args.rate,
@@ -378,9 +483,34 @@ async def lag_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         watch_timeout=args.watch_timeout,
     )
     with tempfile.TemporaryDirectory(prefix="phoenix-bench-") as folder:
-        async with three_nodes(Path(folder), args.log_level) as urls:
-            await measure_lag(run, urls)
-            return {"log_level": args.log_level, **lag_results(run, urls)}
+        async with three_nodes(Path(folder), args.log_level) as nodes:
+            urls = [url for url, _ in nodes]
+            async with httpx.AsyncClient(timeout=10) as http:
+                before = await scrape_all(http, urls)
+                cpu_before = [process_cpu_seconds(pid) for _, pid in nodes]
+                started = time.monotonic()
+                await measure_lag(run, urls)
+                elapsed = time.monotonic() - started
+                cpu = [
+                    round((process_cpu_seconds(pid) - used) / elapsed, 2)
+                    for (_, pid), used in zip(nodes, cpu_before, strict=True)
+                ]
+                # Pushes still in flight when the last watcher gave up are counted too.
+                await trio.sleep(0.5)
+                after = await scrape_all(http, urls)
+            server = {
+                f"node{i + 2}": server_lag(old, new)
+                for i, (old, new) in enumerate(zip(before[1:], after[1:], strict=True))
+            }
+            batches = batches_sent(after[0]) - batches_sent(before[0])
+            return {
+                "log_level": args.log_level,
+                **lag_results(run, urls),
+                "node_cpu_cores": {f"node{i + 1}": used for i, used in enumerate(cpu)},
+                "server_lag": server,
+                "batches_from_node1": int(batches),
+                "writes_per_batch": round(2 * run.acked / batches, 2) if batches else None,
+            }
 
 
 # -- catch-up cost, in process --------------------------------------------------
@@ -479,9 +609,10 @@ def print_lag(result: dict[str, Any]) -> None:
         f"max {ack['max_ms']} ms; p99 behind schedule {result['behind_schedule_p99_ms']} ms"
     )
     print(
-        f"  sampled every {result['sample_every']}th key; resolution: poll every "
-        f"{result['poll_interval_ms']:g} ms + poll round trip (p50 "
-        f"{result['poll_round_trip_p50_ms']} ms); {result['polls']} polls"
+        f"  sampled every {result['sample_every']}th key, polled with /getKeys; resolution: "
+        f"poll every {result['poll_interval_ms']:g} ms + poll round trip (p50 "
+        f"{result['poll_round_trip_p50_ms']} ms); {result['polls']} polls "
+        f"({result['polls_per_s']}/s)"
     )
     print(f"  {'lag after ack':<22}{'samples':>8}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}")
     rows = {**result["lag_after_ack"], "both, after send": result["lag_after_send_both"]}
@@ -489,6 +620,23 @@ def print_lag(result: dict[str, Any]) -> None:
         figures = f"{row['count']:>8}{row['p50_ms']:>10}{row['p99_ms']:>10}{row['max_ms']:>10}"
         print(f"  {name:<22}{figures}")
     print(f"  not seen within the watch timeout: {result['not_seen_within_timeout']}")
+    print(f"  nodes' CPU over the run (cores): {result['node_cpu_cores']}")
+    print(
+        f"  node 1 pushed {result['batches_from_node1']} batches to its two peers, "
+        f"{result['writes_per_batch']} writes per batch"
+    )
+    print(
+        f"  lag on the nodes ({LAG_METRIC}), every write: "
+        f"{'writes':>8}{'p50 ms':>10}{'p99 ms':>10}{'<= 50 ms':>10}"
+    )
+    for name, row in result["server_lag"].items():
+        if not row["count"]:
+            print(f"  {name}: {row.get('note', 'no writes timed')}")
+            continue
+        print(
+            f"  {name:<49}{row['count']:>8}{row['p50_ms']:>10}{row['p99_ms']:>10}"
+            f"{row['within_50ms_pct']:>9}%"
+        )
 
 
 def print_catch_up(result: dict[str, Any]) -> None:
@@ -535,7 +683,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     lag.add_argument("--duration", type=float, default=10.0, help="seconds of writing")
     lag.add_argument("--writers", type=int, default=32, help="concurrent writer tasks")
     lag.add_argument("--sample-every", type=int, default=10, help="watch every Nth key")
-    lag.add_argument("--poll-interval", type=float, default=0.001, help="seconds between polls")
+    lag.add_argument(
+        "--poll-interval", type=float, default=0.005, help="seconds between a node's polls"
+    )
     lag.add_argument("--watch-timeout", type=float, default=10.0, help="give up after (s)")
     lag.add_argument(
         "--log-level",
