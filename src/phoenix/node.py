@@ -218,8 +218,9 @@ class Node:
         return (self.hlc.now(), self.id)
 
     def _push(self, op: Op, acks: Acks | None) -> None:
+        queued = Queued(op, acks)
         for peer in self.peers:
-            if peer.accepts_pushes and not peer.outbox.put(Queued(op, acks)):
+            if peer.accepts_pushes and not peer.outbox.put(queued):
                 peer.fell_behind()
                 self._catch_up_wanted.set()
 
@@ -261,9 +262,9 @@ class Node:
     async def _replicate_to(self, peer: Peer) -> None:
         client = self._peer_client()
 
-        async def deliver(ops: Sequence[Op]) -> bool:
+        async def deliver(batch: Sequence[Queued]) -> bool:
             try:
-                applied_by = await client.apply(peer.url, ops)
+                applied_by = await client.apply_encoded(peer.url, [q.json() for q in batch])
             except PeerCallFailed:
                 peer.push_failures += 1
                 raise

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from typing import Any
 
 import attrs
@@ -63,6 +64,11 @@ def encode(op: Op) -> dict[str, Any]:
     if isinstance(op, RemoveMatchingOp):
         return {"op": "remove_matching", "pattern": op.pattern, "version": version}
     return {"op": "flush", "version": version}
+
+
+def to_json(op: Op) -> bytes:
+    """The op's JSON form, compact, as it travels in a batch."""
+    return json.dumps(encode(op), separators=(",", ":")).encode()
 
 
 def encoded_size(op: Op) -> int:

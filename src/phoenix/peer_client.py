@@ -16,7 +16,7 @@ import httpx
 import trio
 
 from phoenix.errors import PeerCallFailed
-from phoenix.ops import Op, encode
+from phoenix.ops import Op, to_json
 
 PREFIX = "/internal"
 
@@ -51,7 +51,12 @@ class PeerClient:
 
     async def apply(self, url: str, ops: Sequence[Op]) -> tuple[str, str]:
         """Send writes; the (node id, incarnation) of the node that applied them."""
-        body = await self._call("POST", url, "/apply", {"ops": [encode(op) for op in ops]})
+        return await self.apply_encoded(url, [to_json(op) for op in ops])
+
+    async def apply_encoded(self, url: str, ops: Sequence[bytes]) -> tuple[str, str]:
+        """`apply` for ops already in their JSON form (ops.to_json), joined as they are."""
+        content = b'{"ops":[' + b",".join(ops) + b"]}"
+        body = await self._call("POST", url, "/apply", None, content=content)
         try:
             return (str(body["node_id"]), str(body["incarnation"]))
         except (KeyError, TypeError):
@@ -76,9 +81,18 @@ class PeerClient:
         return body
 
     async def _call(
-        self, method: str, url: str, path: str, payload: Any, timeout: float | None = None
+        self,
+        method: str,
+        url: str,
+        path: str,
+        payload: Any,
+        timeout: float | None = None,
+        *,
+        content: bytes | None = None,
     ) -> Any:
-        content = None if payload is None else json.dumps(payload, separators=(",", ":")).encode()
+        """One call; its JSON answer. The body is `payload` as JSON, or `content` as it is."""
+        if payload is not None:
+            content = json.dumps(payload, separators=(",", ":")).encode()
         headers = dict(self._headers)
         if content is not None:
             headers["Content-Type"] = "application/json"

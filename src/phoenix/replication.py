@@ -18,7 +18,7 @@ import attrs
 import trio
 
 from phoenix.errors import PeerCallFailed
-from phoenix.ops import Op, encoded_size
+from phoenix.ops import Op, encoded_size, to_json
 
 log = logging.getLogger("phoenix.replication")
 
@@ -92,8 +92,17 @@ class Acks:
 
 @attrs.define(eq=False)
 class Queued:
+    """One write on its way to the peers: the same object goes to every outbox."""
+
     op: Op
     acks: Acks | None
+    _encoded: bytes | None = attrs.field(default=None, init=False)
+
+    def json(self) -> bytes:
+        """The op's JSON form, encoded once for all the peers."""
+        if self._encoded is None:
+            self._encoded = to_json(self.op)
+        return self._encoded
 
 
 class Outbox:
@@ -138,7 +147,7 @@ class Outbox:
 
 # Sends a batch; True when a peer applied it, False when it turned out to be
 # this node itself (which must not count towards a write concern).
-Deliver = Callable[[Sequence[Op]], Awaitable[bool]]
+Deliver = Callable[[Sequence[Queued]], Awaitable[bool]]
 
 
 async def replicate(
@@ -154,7 +163,7 @@ async def replicate(
         delay = BACKOFF_FIRST
         while still_wanted():
             try:
-                acknowledged = await deliver([item.op for item in batch])
+                acknowledged = await deliver(batch)
             except PeerCallFailed as error:
                 log.debug("push of %d ops to %s failed: %s", len(batch), url, error)
                 await trio.sleep(delay)
