@@ -37,6 +37,7 @@ async def test_head_of_get_answers_the_headers_of_the_get(client: httpx.AsyncCli
         ("/set", "POST, PUT, OPTIONS"),
         ("/getKeys", "POST, OPTIONS"),
         ("/setKeys", "POST, OPTIONS"),
+        ("/internal/apply", "POST, OPTIONS"),
     ],
 )
 async def test_options_lists_the_methods_of_a_hot_route(

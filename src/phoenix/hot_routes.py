@@ -1,4 +1,5 @@
-"""The hot routes, /get, /set, /getKeys and /setKeys, answered straight from ASGI.
+"""The hot routes, answered straight from ASGI: /get, /set, /getKeys,
+/setKeys, and /internal/apply, which carries every replicated write.
 
 Quart costs every request a nursery, two tasks, a request object and its
 contexts: profiled under load, that doubled the CPU time of a GET
@@ -37,6 +38,7 @@ from phoenix.api_rules import (
     write_concern,
 )
 from phoenix.errors import BodyTimeout, RequestError, TooLarge
+from phoenix.internal_api import apply_batch
 from phoenix.limits import ASGIApp, Receive, Scope, Send
 from phoenix.node import Node
 from phoenix.store import DEFAULT_CONTENT_TYPE
@@ -49,6 +51,7 @@ METHODS = {
     "/set": ("POST", "PUT"),
     "/getKeys": ("POST",),
     "/setKeys": ("POST",),
+    "/internal/apply": ("POST",),
 }
 # What werkzeug says of an unexpected failure, as the Quart routes answer it.
 INTERNAL_ERROR = (
@@ -127,6 +130,9 @@ class HotRoutes:
             node.check_ready()
             keys = await self._json_body(scope, receive, GET_KEYS_BODY_ERROR)
             return _json((200, found_entries(node, keys), {}))
+        if path == "/internal/apply":
+            body = await self._json_body(scope, receive, "body must be JSON")
+            return _json((200, apply_batch(node, body), {}))
         params = parse_query(scope["query_string"])
         ttl = ttl_seconds(required(params, "ttl"))
         acks = write_concern(node, params)

@@ -1,10 +1,15 @@
 """Peer-to-peer routes under /internal: ping, apply, digests, bucket-digests, reconcile.
 
+/internal/apply, which carries every replicated write, is served in front of
+Quart by phoenix.hot_routes, with `apply_batch` below.
+
 A malformed request is refused with 400 before any part of it is applied.
 Access is guarded like every route (the whitelist, ahead of the app).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from quart import Response
 from quart_trio import QuartTrio
@@ -17,23 +22,24 @@ from phoenix.ops import decode, encode
 from phoenix.peer_client import PREFIX
 
 
+def apply_batch(node: Node, body: Any) -> dict[str, Any]:
+    """/internal/apply (served by phoenix.hot_routes): apply a peer's batch of writes.
+
+    Every op is checked before any is applied.
+    """
+    items = body.get("ops") if isinstance(body, dict) else None
+    if not isinstance(items, list):
+        raise InvalidRequest("body must be an object with an array 'ops'")
+    ops = [decode(item) for item in items]
+    node.apply_pushed(ops)
+    return {"applied": len(ops), "node_id": node.id, "incarnation": node.incarnation}
+
+
 def register_internal_routes(app: QuartTrio, node: Node) -> None:
     @app.route(PREFIX + "/ping", methods=["GET"], endpoint="internal_ping")
     async def ping() -> Response:
         return json_response(
             {"node_id": node.id, "incarnation": node.incarnation, "ready": node.ready}
-        )
-
-    @app.route(PREFIX + "/apply", methods=["POST"], endpoint="internal_apply")
-    async def apply() -> Response:
-        body = await json_body("body must be JSON")
-        items = body.get("ops") if isinstance(body, dict) else None
-        if not isinstance(items, list):
-            raise InvalidRequest("body must be an object with an array 'ops'")
-        ops = [decode(item) for item in items]  # all checked before any is applied
-        node.apply_pushed(ops)
-        return json_response(
-            {"applied": len(ops), "node_id": node.id, "incarnation": node.incarnation}
         )
 
     @app.route(PREFIX + "/digests", methods=["GET"], endpoint="internal_digests")
