@@ -36,11 +36,12 @@ import trustme
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from phoenix import resp, resp_commands, resp_server
+from phoenix import resp, resp_commands, resp_reactor, resp_server
 from phoenix.clock import FakeClock
 from phoenix.config import Config
 from phoenix.node import Node
 from phoenix.resp_commands import COMMANDS
+from phoenix.resp_reactor import Reactor
 from phoenix.resp_server import RespServer
 from phoenix.security import WhitelistFile
 from test_client import NodeProcesses, free_ports, node_processes
@@ -364,14 +365,48 @@ async def receive_until_closed(stream: trio.SocketStream) -> bytes:
     return bytes(received)
 
 
-@pytest.fixture
-def socket_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fail the test if a TCP connection is served by the stream loop instead of its socket."""
+@pytest.fixture(params=["own task", "reactor"])
+def socket_only(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if a TCP connection is served by the stream loop instead of its socket.
+
+    Twice: by the connection's own task alone (`serve_client` without a
+    listener), and at rest by a reactor, as under `RespServer.serve`.
+    """
 
     async def no_stream_loop(session: Any, stream: trio.abc.Stream) -> None:
         raise AssertionError("a TCP connection went through Session.run")
 
     monkeypatch.setattr(resp_server.Session, "run", no_stream_loop)
+    if request.param == "reactor":
+        on_socket = resp_server._run_on_socket
+
+        async def with_a_reactor(
+            session: resp_server.Session, stream: trio.SocketStream, reactor: Reactor | None
+        ) -> None:
+            assert reactor is None
+            async with trio.open_nursery() as nursery:
+                await on_socket(session, stream, await nursery.start(reactor_of(session.server)))
+                nursery.cancel_scope.cancel()
+
+        monkeypatch.setattr(resp_server, "_run_on_socket", with_a_reactor)
+
+
+def reactor_of(server: RespServer) -> Any:
+    """A task function that starts a reactor for `server`'s connections, as `serve` does."""
+
+    async def run(*, task_status: trio.TaskStatus[Reactor] = trio.TASK_STATUS_IGNORED) -> None:
+        reactor = Reactor(resp_server.RECEIVE_SIZE)
+        try:
+            await reactor.run(task_status=task_status)
+        finally:
+            server.reactor = None
+
+    return run
+
+
+async def start_reactor(server: RespServer, nursery: trio.Nursery) -> Reactor:
+    server.reactor = await nursery.start(reactor_of(server))
+    return server.reactor
 
 
 @pytest.mark.usefixtures("socket_only")
@@ -466,6 +501,163 @@ async def test_a_client_that_does_not_read_is_closed_after_write_timeout(
         assert server.connected_clients == 0
 
 
+async def test_connections_at_rest_are_served_by_the_reactor_and_leave_it_to_wait(
+    server: RespServer,
+) -> None:
+    first, first_side = await tcp_pair()
+    second, second_side = await tcp_pair()
+    async with first, second, trio.open_nursery() as nursery:
+        reactor = await start_reactor(server, nursery)
+        nursery.start_soon(server.serve_client, first_side, "127.0.0.1")
+        nursery.start_soon(server.serve_client, second_side, "127.0.0.1")
+        await trio.testing.wait_all_tasks_blocked()
+        assert reactor.serving == 2
+        # A frame split across writes: its connection waits for the rest on its own.
+        await first.send_all(b"SET k v\r\n*2\r\n$4\r\nECHO\r\n$5\r\nhel")
+        assert await first.receive_some() == b"+OK\r\n"
+        await trio.testing.wait_all_tasks_blocked()
+        assert reactor.serving == 1
+        await second.send_all(b"GET k\r\n")
+        assert await second.receive_some() == b"$1\r\nv\r\n"
+        # Complete again: back in the reactor.
+        await first.send_all(b"lo\r\n")
+        assert await first.receive_some() == b"$5\r\nhello\r\n"
+        await trio.testing.wait_all_tasks_blocked()
+        assert reactor.serving == 2
+        await first.send_all(b"QUIT\r\nPING\r\n")
+        assert await receive_until_closed(first) == b"+OK\r\n"
+        await trio.testing.wait_all_tasks_blocked()
+        assert (reactor.serving, server.connected_clients) == (1, 1)
+        nursery.cancel_scope.cancel()
+    assert server.connected_clients == 0
+
+
+async def test_many_connections_at_once_share_the_reactor(
+    server: RespServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Fewer connections per pass than are ready: the rest wait for the next pass.
+    monkeypatch.setattr(resp_reactor, "PASS_EVENTS", 3)
+    clients = 40
+    pairs = [await tcp_pair() for _ in range(clients)]
+    answers: dict[int, bytes] = {}
+
+    async def converse_on(index: int, client: trio.SocketStream) -> None:
+        key = b"key:%d" % index
+        request = resp.bulk_array([b"SET", key, b"v%d" % index]) + b"GET " + key + b"\r\n"
+        expected = b"+OK\r\n" + resp.bulk(b"v%d" % index)
+        received = b""
+        for round in range(1, 4):
+            await client.send_all(request)
+            while len(received) < round * len(expected):
+                received += await client.receive_some()
+        answers[index] = received
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            reactor = await start_reactor(server, nursery)
+            for _, server_side in pairs:
+                nursery.start_soon(server.serve_client, server_side, "127.0.0.1")
+            async with trio.open_nursery() as talking:
+                for index, (client, _) in enumerate(pairs):
+                    talking.start_soon(converse_on, index, client)
+            await trio.testing.wait_all_tasks_blocked()
+            assert reactor.serving == clients
+            for client, _ in pairs:
+                await client.aclose()
+            while server.connected_clients:
+                await trio.sleep(0.01)
+            assert reactor.serving == 0
+            nursery.cancel_scope.cancel()
+    for index in range(clients):
+        expected = b"+OK\r\n" + resp.bulk(b"v%d" % index)
+        assert answers[index] == expected * 3
+
+
+async def test_a_client_that_stops_reading_leaves_the_reactor_and_the_others_are_served(
+    clock: FakeClock, autojump_clock: trio.abc.Clock
+) -> None:
+    config = Config(node_id="n", num_counters=1000, max_value_size=1024 * 1024)
+    server = RespServer(Node(config, clock=clock))
+    stalled, stalled_side = await tcp_pair()
+    other, other_side = await tcp_pair()
+    ended_at = math.inf
+
+    async def serve_stalled() -> None:
+        nonlocal ended_at
+        await server.serve_client(stalled_side, "127.0.0.1")
+        ended_at = trio.current_time()
+
+    async with stalled, other, trio.open_nursery() as nursery:
+        reactor = await start_reactor(server, nursery)
+        nursery.start_soon(serve_stalled)
+        nursery.start_soon(server.serve_client, other_side, "127.0.0.1")
+        await stalled.send_all(resp.bulk_array([b"SET", b"big", b"x" * config.max_value_size]))
+        assert await stalled.receive_some() == b"+OK\r\n"
+        started = trio.current_time()
+        await stalled.send_all(b"GET big\r\n" * 32)  # 32 MiB that nobody reads
+        await trio.testing.wait_all_tasks_blocked()
+        assert reactor.serving == 1
+        for _ in range(5):
+            await trio.sleep(config.write_timeout / 10)
+            await other.send_all(b"PING\r\n")
+            assert await other.receive_some() == b"+PONG\r\n"
+        await trio.sleep(10 * config.write_timeout)
+        assert ended_at - started == pytest.approx(config.write_timeout)
+        assert (reactor.serving, server.connected_clients) == (1, 1)
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_peer_that_leaves_mid_batch_is_closed_and_the_reactor_goes_on(
+    server: RespServer,
+) -> None:
+    leaving, leaving_side = await tcp_pair()
+    staying, staying_side = await tcp_pair()
+    async with staying, trio.open_nursery() as nursery:
+        reactor = await start_reactor(server, nursery)
+        nursery.start_soon(server.serve_client, leaving_side, "127.0.0.1")
+        nursery.start_soon(server.serve_client, staying_side, "127.0.0.1")
+        await trio.testing.wait_all_tasks_blocked()
+        # Commands and a half, then gone without reading a reply.
+        await leaving.send_all(b"SET gone 1\r\nPING\r\n*1\r\n$4\r\nPI")
+        await leaving.aclose()
+        with trio.fail_after(10):
+            while server.connected_clients > 1:
+                await trio.sleep(0.01)
+        await staying.send_all(b"GET gone\r\n")
+        assert await staying.receive_some() == b"$1\r\n1\r\n"
+        await trio.testing.wait_all_tasks_blocked()
+        assert reactor.serving == 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_failure_in_the_reactor_ends_that_connection_only(
+    server: RespServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    take = resp_server.Session.take
+
+    def failing_take(session: resp_server.Session, data: bytes) -> tuple[bytes, int]:
+        if b"BOOM" in data:
+            raise RuntimeError("boom")
+        return take(session, data)
+
+    monkeypatch.setattr(resp_server.Session, "take", failing_take)
+    failing, failing_side = await tcp_pair()
+    other, other_side = await tcp_pair()
+    async with failing, other, trio.open_nursery() as nursery:
+        reactor = await start_reactor(server, nursery)
+        # As the listener runs a connection: a failure is logged and ends it.
+        nursery.start_soon(server.handle_connection, failing_side)
+        nursery.start_soon(server.handle_connection, other_side)
+        await failing.send_all(b"ECHO BOOM\r\n")
+        assert await receive_until_closed(failing) == b""
+        await other.send_all(b"PING\r\n")
+        assert await other.receive_some() == b"+PONG\r\n"
+        await trio.testing.wait_all_tasks_blocked()
+        assert (reactor.serving, server.connected_clients) == (1, 1)
+        nursery.cancel_scope.cancel()
+    assert "RESP connection from 127.0.0.1 failed" in caplog.text
+
+
 async def test_frames_stay_small_until_auth(clock: FakeClock) -> None:
     config = Config(node_id="n", num_counters=1000, read_write_keys=(WRITER,))
     server = RespServer(Node(config, clock=clock))
@@ -491,7 +683,24 @@ async def test_the_listener_serves_on_a_socket_and_stops_with_its_nursery(node: 
         async with stream:
             await stream.send_all(b"PING\r\n")
             assert await stream.receive_some() == b"+PONG\r\n"
+        # Connections at rest in the reactor, and one waiting for the end of a frame.
+        idle = [await trio.open_tcp_stream("127.0.0.1", config.resp_port) for _ in range(3)]
+        for stream in idle:
+            await stream.send_all(b"PING\r\n")
+            assert await stream.receive_some() == b"+PONG\r\n"
+        await idle[0].send_all(b"*1\r\n$4\r\nPI")
+        assert server.reactor is not None
+        while server.reactor.serving != 2:
+            await trio.sleep(0.01)
+        assert server.connected_clients == 3
         nursery.cancel_scope.cancel()
+    # The node stopping closes every connection, and the reactor.
+    assert server.reactor is None
+    assert server.connected_clients == 0
+    for stream in idle:
+        with trio.fail_after(5):
+            assert await stream.receive_some() == b""
+        await stream.aclose()
 
 
 # Real processes and redis-py.

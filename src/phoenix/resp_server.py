@@ -16,7 +16,8 @@ A connection reads what arrives, runs every complete command in it in order
 and sends all their replies in one write (pipelining). A frame left
 incomplete for longer than read_timeout, or a protocol error, closes it. A
 plain TCP connection is served on its socket directly (`Session.run_socket`),
-a TLS one through trio's stream (`Session.run`).
+and while at rest (nothing pending, nothing unsent) by the listener's one
+reactor task (resp_reactor.py); a TLS one through trio's stream (`Session.run`).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from phoenix.resp_commands import (
     unknown_command,
     wrong_arity,
 )
+from phoenix.resp_reactor import Reactor
 from phoenix.security import Keys, WhitelistFile
 from phoenix.store import NO_EXPIRY, Entry
 
@@ -92,6 +94,8 @@ class RespServer:
         self.addresses: list[str] = []
         self._next_client_id = 0
         self.tls = server_tls_context(config) if config.tls else None
+        # While `serve` runs (plain TCP only): serves the connections at rest.
+        self.reactor: Reactor | None = None
 
     @classmethod
     def for_node(cls, node: Node) -> RespServer:
@@ -108,16 +112,23 @@ class RespServer:
         ...     addresses = await nursery.start(RespServer.for_node(node).serve)
         """
         config = self.node.config
-        async with trio.open_nursery() as nursery:
-            if self.whitelist is not None:
-                nursery.start_soon(self.whitelist.watch)
-            listeners: list[trio.SocketListener] = await nursery.start(
-                partial(trio.serve_tcp, self.handle_connection, config.resp_port, host=config.host)
-            )
-            for listener in listeners:
-                host, port = listener.socket.getsockname()[:2]
-                self.addresses.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
-            task_status.started(self.addresses)
+        try:
+            async with trio.open_nursery() as nursery:
+                if self.whitelist is not None:
+                    nursery.start_soon(self.whitelist.watch)
+                if self.tls is None:
+                    self.reactor = await nursery.start(Reactor(RECEIVE_SIZE).run)
+                listeners: list[trio.SocketListener] = await nursery.start(
+                    partial(
+                        trio.serve_tcp, self.handle_connection, config.resp_port, host=config.host
+                    )
+                )
+                for listener in listeners:
+                    host, port = listener.socket.getsockname()[:2]
+                    self.addresses.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+                task_status.started(self.addresses)
+        finally:
+            self.reactor = None
 
     async def handle_connection(self, stream: trio.SocketStream) -> None:
         """One accepted connection (over TLS when the node has a certificate).
@@ -159,7 +170,7 @@ class RespServer:
             session = Session(self, self._next_client_id, address)
             try:
                 if isinstance(stream, trio.SocketStream):
-                    await _run_on_socket(session, stream)
+                    await _run_on_socket(session, stream, self.reactor)
                 else:
                     await session.run(stream)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -185,12 +196,14 @@ def server_tls_context(config: Config) -> ssl.SSLContext:
     return context
 
 
-async def _run_on_socket(session: Session, stream: trio.SocketStream) -> None:
+async def _run_on_socket(
+    session: Session, stream: trio.SocketStream, reactor: Reactor | None
+) -> None:
     """Run `session` on the stream's socket itself, taken from trio's wrapper and closed here."""
     sock = socket.socket(fileno=stream.socket.detach())
     try:
         sock.setblocking(False)
-        await session.run_socket(sock)
+        await session.run_socket(sock, reactor)
     except OSError as error:  # reset by the peer, broken pipe
         log.debug("RESP connection from %s broke: %s", session.address, error)
     finally:
@@ -270,7 +283,7 @@ class Session:
             elif consumed or deadline == math.inf:
                 deadline = trio.current_time() + config.read_timeout
 
-    async def run_socket(self, sock: socket.socket) -> None:
+    async def run_socket(self, sock: socket.socket, reactor: Reactor | None = None) -> None:
         """`run` on a plain TCP socket (non-blocking), with trio's waits only where needed.
 
         trio's socket methods pay for a cancellation check, a yield and a
@@ -280,6 +293,10 @@ class Session:
         with one non-blocking send, waiting to write (bounded by
         write_timeout) only when the kernel's buffer is full. An incomplete
         frame is bounded by read_timeout exactly as in `run`.
+
+        With a `reactor` (resp_reactor.py), the connection is served there
+        whenever it is at rest (nothing pending, nothing unsent), and by
+        this loop only from when it leaves rest until it is back.
         """
         config = self.node.config
         read_timeout = config.read_timeout
@@ -289,6 +306,15 @@ class Session:
         deadline = math.inf
         while not self.closing:
             if deadline == math.inf:
+                if reactor is not None:
+                    unsent = await reactor.serve(self, sock)
+                    if unsent is None:
+                        return
+                    if unsent and not await _send_rest(sock, unsent, config.write_timeout):
+                        return
+                    if self.pending:
+                        deadline = trio.current_time() + read_timeout
+                    continue
                 await wait_readable(fd)
             else:
                 with trio.move_on_at(deadline) as waiting:
