@@ -31,10 +31,10 @@ from phoenix.segment import Node
 # What one entry costs beyond its key and value bytes: the Entry object (also
 # the policy's node) and its version, its slot in the store's table, the key
 # bucket and the object headers. Measured as process RSS growth at 1,000,000
-# entries of 24-byte keys and 100-byte values (bench/memory.py: 552 bytes per
-# entry, less the 124 bytes of key and value; 480 is kept until the next
-# change); tracemalloc, which leaves out allocator slack, sees about 390.
-ENTRY_OVERHEAD = 480
+# entries of 24-byte keys and 100-byte values (bench/memory.py: 480 bytes per
+# entry, less the 124 bytes of key and value); tracemalloc, which leaves out
+# allocator slack, sees about 386 (tests/test_store.py checks it stays near).
+ENTRY_OVERHEAD = 356
 
 # Keys are spread over this many buckets by a stable hash: listing resumes
 # from a bucket cursor, and replicas compare their keyspace bucket by bucket.
@@ -51,7 +51,8 @@ DEFAULT_CONTENT_TYPE = "application/octet-stream"
 class Entry(Node):
     """A live key: its value and metadata, and (as a Node) its place in the policy."""
 
-    __slots__ = ("content_type", "expires_at", "value", "version")
+    # The version is kept as its two parts: a tuple would cost an object more.
+    __slots__ = ("_stamp", "_writer", "content_type", "expires_at", "value")
 
     def __init__(
         self,
@@ -66,7 +67,15 @@ class Entry(Node):
         self.value = value
         self.content_type = content_type
         self.expires_at = expires_at  # ms since the epoch; NO_EXPIRY (0) means never
-        self.version = version
+        self._stamp, self._writer = version
+
+    @property
+    def version(self) -> Version:
+        return (self._stamp, self._writer)
+
+    @version.setter
+    def version(self, version: Version) -> None:
+        self._stamp, self._writer = version
 
     def __repr__(self) -> str:
         return (
@@ -135,7 +144,9 @@ class Store:
         self.flush_version: Version = NO_VERSION
         self.pattern_removals: dict[str, Version] = {}
         # Per bucket: the keys known there, and the XOR of their fingerprints.
-        self._buckets: dict[int, set[str]] = {}  # only non-empty buckets
+        # A list is a quarter of a set's size per key; its removals scan the
+        # bucket (about keys / BUCKET_COUNT long), in C.
+        self._buckets: dict[int, list[str]] = {}  # only non-empty buckets
         self._digests: list[int] = [0] * BUCKET_COUNT
         # Keys by the wall-clock second in which they expire, and a heap of
         # those seconds: draining touches only the keys that are due.
@@ -460,17 +471,23 @@ class Store:
             return
         bucket = bucket_of(key)
         keys = self._buckets.get(bucket)
-        if keys is not None:
-            keys.discard(key)
-            if not keys:
-                del self._buckets[bucket]
+        if keys is None:
+            return
+        try:
+            keys.remove(key)
+        except ValueError:
+            return
+        if not keys:
+            del self._buckets[bucket]
 
     def _file_in_bucket(self, key: str) -> None:
+        """File `key`, which must not be filed yet (it is known nowhere else)."""
         bucket = bucket_of(key)
         keys = self._buckets.get(bucket)
         if keys is None:
-            keys = self._buckets[bucket] = set()
-        keys.add(key)
+            self._buckets[bucket] = [key]
+        else:
+            keys.append(key)
 
     def _file_expiry(self, key: str, expires_at: int) -> None:
         if expires_at == NO_EXPIRY:
