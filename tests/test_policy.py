@@ -502,7 +502,7 @@ def sliding_stream(length: int, live: int, new_every: int, seed: int) -> list[st
 
 
 def test_window_grows_when_recency_pays() -> None:
-    stream = sliding_stream(60_000, live=60, new_every=4, seed=3)
+    stream = sliding_stream(200_000, live=60, new_every=4, seed=3)
     adaptive = Policy(100, 1024, 16, seed=1)
     static = Policy(100, 1024, 16, seed=1, adaptive=False)
     adaptive_ratio = policy_hit_ratio(adaptive, stream)
@@ -510,6 +510,22 @@ def test_window_grows_when_recency_pays() -> None:
     assert adaptive.window_max_cost >= 20
     assert static.window_max_cost == 1
     assert adaptive_ratio > static_ratio + 0.2
+
+
+def test_window_never_shrinks_below_its_starting_share(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(phoenix.policy, "_MIN_SAMPLE", 50)
+    monkeypatch.setattr(phoenix.policy, "_NOISE_SIGMAS", 0.0)
+    policy = Policy(1000, 8192, 16, seed=1)
+    start = policy.window_max_cost
+    assert start == 10
+    lowest = start
+    for key in zipf_stream(50_000, 5_000, 1.0, seed=9):
+        if key in policy:
+            policy.record_read(key)
+        else:
+            policy.add(key, 1)
+        lowest = min(lowest, policy.window_max_cost)
+    assert lowest == start
 
 
 def test_window_stays_small_when_frequency_pays() -> None:
