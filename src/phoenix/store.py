@@ -110,7 +110,10 @@ def key_cost(key: str, value: bytes) -> int:
 def fingerprint(key: str, version: Version) -> int:
     """64 bits that stand for (key, version) in a bucket digest."""
     data = f"{key}\0{version[0]}\0{version[1]}".encode("utf-8", "surrogatepass")
-    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
+    return int.from_bytes(_blake2b(data, digest_size=8).digest(), "big")
+
+
+_blake2b = hashlib.blake2b
 
 
 def matcher(pattern: str) -> Callable[[str], bool]:
@@ -223,18 +226,33 @@ class Store:
         or a matching pattern removal) is ignored. A newer one may still not
         be held when the admission policy refuses it.
         """
-        if self._stale(key, version):
+        # _stale, inlined: this is the write path.
+        old = self._entries.get(key)
+        known = old.version if old is not None else self.known_version(key)
+        if (
+            version <= self.flush_version
+            or (known is not None and version <= known)
+            or (self.pattern_removals and self._removed_by_pattern(key, version))
+        ):
+            self._stats.stale_writes += 1
             return False
         self._stats.sets += 1
         content_type = self._interned_types.setdefault(content_type, content_type)
         cost = key_cost(key, value)
-        old = self._entries.get(key)
         if old is not None:
-            self._unfile_expiry(key, old.expires_at)
-            self._toggle(key, old.version)
+            if old.expires_at:
+                self._unfile_expiry(key, old.expires_at)
             old.value, old.content_type = value, content_type
             old.expires_at, old.version = expires_at, version
+            # The old version leaves the digest and the new one enters it.
+            assert known is not None
+            self._digests[bucket_of(key)] ^= fingerprint(key, known) ^ fingerprint(key, version)
             evicted = self._policy.resize(old, cost)
+            if expires_at:
+                self._file_expiry(key, expires_at)
+            for victim in evicted:
+                self._evict(victim)
+            return key in self._entries
         else:
             # A removed or evicted key is already filed in its bucket: only
             # its old version leaves the digest.
@@ -406,14 +424,18 @@ class Store:
         stale = (
             version <= self.flush_version
             or (known is not None and version <= known)
-            or any(
-                version < removal and matcher(pattern)(key)
-                for pattern, removal in self.pattern_removals.items()
-            )
+            or self._removed_by_pattern(key, version)
         )
         if stale:
             self._stats.stale_writes += 1
         return stale
+
+    def _removed_by_pattern(self, key: str, version: Version) -> bool:
+        """Whether a newer pattern removal that matches `key` keeps `version` out."""
+        return any(
+            version < removal and matcher(pattern)(key)
+            for pattern, removal in self.pattern_removals.items()
+        )
 
     def _within_grace(self, version: Version) -> bool:
         return physical_ms(version[0]) + self.tombstone_grace_ms > self._clock.now_ms()
