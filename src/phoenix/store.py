@@ -109,11 +109,12 @@ def key_cost(key: str, value: bytes) -> int:
 
 def fingerprint(key: str, version: Version) -> int:
     """64 bits that stand for (key, version) in a bucket digest."""
-    data = f"{key}\0{version[0]}\0{version[1]}".encode("utf-8", "surrogatepass")
-    return int.from_bytes(_blake2b(data, digest_size=8).digest(), "big")
+    hasher = _FINGERPRINT_HASHER.copy()  # cheaper than building one with its parameters
+    hasher.update(f"{key}\0{version[0]}\0{version[1]}".encode("utf-8", "surrogatepass"))
+    return int.from_bytes(hasher.digest(), "big")
 
 
-_blake2b = hashlib.blake2b
+_FINGERPRINT_HASHER = hashlib.blake2b(digest_size=8)
 
 
 def matcher(pattern: str) -> Callable[[str], bool]:
