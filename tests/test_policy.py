@@ -364,6 +364,24 @@ def test_key_read_in_protected_gets_a_second_chance_instead_of_demotion() -> Non
     assert keys_of(policy._probation)[-1] == "light1"
 
 
+def test_one_write_moves_a_bounded_number_of_read_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    policy = Policy(100, 1024, 1, adaptive=False)
+    fill_with_light_keys(policy, 100)
+    for i in range(100):
+        policy.record_read(f"light{i}")
+    monkeypatch.setattr(phoenix.policy, "_MOVE_LIMIT", 3)
+    # The walk for a victim promotes three read keys, then takes light3 as
+    # it comes (its read counted), which "new" should not beat (unless its
+    # counters collide with others').
+    evicted = policy.add("new", 1)
+    assert evicted in (["new"], ["light3"])
+    assert keys_of(policy._protected) == ["light0", "light1", "light2"]
+    assert "light3" not in policy or policy.nodes["light3"].hits == 0
+    assert policy.nodes["light4"].hits == 1
+    held = {f"light{i}": 1 for i in range(100)} | {"new": 1}
+    check_invariants(policy, {key: 1 for key in held if key not in evicted})
+
+
 def test_reads_are_counted_into_the_sketch_when_the_key_moves_or_leaves() -> None:
     policy = Policy(100, 1024, 1, adaptive=False)
     fill_with_light_keys(policy, 100)

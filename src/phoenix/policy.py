@@ -81,6 +81,10 @@ _RESTART_THRESHOLD = 0.05
 _NOISE_SIGMAS = 2.0
 _SAMPLE_PER_KEY = 4
 _MIN_SAMPLE = 5000
+# At most this many read keys are moved (promoted or given a second chance) in
+# one call; past it they are treated as not read (their reads still counted),
+# so that a write after a long run of reads does not pay for all of them.
+_MOVE_LIMIT = 256
 # At most this many keys change segment in one adjustment.
 _TRANSFER_LIMIT = 1000
 
@@ -456,6 +460,7 @@ class Policy(Generic[NodeT]):
         reads are counted and it goes back to protected's MRU end (CLOCK).
         """
         protected, probation = self._protected, self._probation
+        moves = _MOVE_LIMIT
         while protected.cost > self._protected_max:
             node = protected.head.next
             if node is protected.head:
@@ -463,9 +468,11 @@ class Policy(Generic[NodeT]):
             protected.unlink(node)
             if node.hits:
                 self._fold(node)
-                protected.push(node)
-            else:
-                probation.push(node)
+                if moves:
+                    moves -= 1
+                    protected.push(node)
+                    continue
+            probation.push(node)
 
     def _make_room(self, evicted: list[NodeT], pinned: NodeT | None) -> None:
         """Move the window's overflow into the main area, then fit `max_cost`.
@@ -477,6 +484,7 @@ class Policy(Generic[NodeT]):
         # since it entered the window gets a second chance at its MRU end.
         window = self._window
         candidates: list[NodeT] = []
+        moves = _MOVE_LIMIT
         while window.cost > self._window_max:
             node = window.head.next
             if node is window.head:
@@ -484,8 +492,10 @@ class Policy(Generic[NodeT]):
             window.unlink(node)
             if node.hits:
                 self._fold(node)
-                window.push(node)
-                continue
+                if moves:
+                    moves -= 1
+                    window.push(node)
+                    continue
             candidates.append(cast(NodeT, node))
         for candidate in candidates:
             self._admit(candidate, evicted, pinned)
@@ -558,18 +568,24 @@ class Policy(Generic[NodeT]):
         Lazy; callers stop iterating before they evict anything. On the way, a
         key read since it was last placed is not a victim: in probation it is
         promoted to protected (as the read would have done at once), elsewhere
-        it gets a second chance at its segment's MRU end, its reads counted.
+        it gets a second chance at its segment's MRU end, its reads counted
+        (up to _MOVE_LIMIT such moves per walk).
         """
         probation, protected = self._probation, self._protected
+        moves = _MOVE_LIMIT
         head = probation.head
         node = head.next
         while node is not head:
             after = node.next
             if node.hits:
-                probation.unlink(node)
                 self._fold(node)
-                protected.push(node)
-            elif node is not pinned:
+                if moves:
+                    moves -= 1
+                    probation.unlink(node)
+                    protected.push(node)
+                    node = after
+                    continue
+            if node is not pinned:
                 yield cast(NodeT, node)
             node = after
         for segment in (protected, self._window):
@@ -579,10 +595,14 @@ class Policy(Generic[NodeT]):
                 after = node.next
                 if node.hits:
                     self._fold(node)
-                    segment.move_to_end(node)
-                    if after is head:
-                        after = node  # look at it once more, now without reads
-                elif node is not pinned:
+                    if moves:
+                        moves -= 1
+                        segment.move_to_end(node)
+                        if after is head:
+                            after = node  # look at it once more, now without reads
+                        node = after
+                        continue
+                if node is not pinned:
                     yield cast(NodeT, node)
                 node = after
 
