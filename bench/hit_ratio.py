@@ -36,9 +36,9 @@ Self-Tuning, Low Overhead Replacement Cache", USENIX FAST 2003; cite that
 paper wherever results on it are published.
 
 The policy runs with num_counters = 8 x capacity (--counters-per-entry), so
-for 2,000 entries the sketch has 16,384 counters and is halved every 163,840
-increments; with 10 x it would have 32,768, halved twice as rarely, which
-costs about half a point on OLTP. The "policy" column adapts the window (the
+for 2,000 entries the sketch is halved every 163,840 accesses (10 x 16,384)
+and has 4 x 16,384 counters; with 10 x it would be halved twice as rarely,
+which cost about half a point on OLTP. The "policy" column adapts the window (the
 default); "static1%" keeps it at 1%. The policy's sketch hashes with Python's
 salted str hash: set PYTHONHASHSEED to repeat a run exactly (figures move by
 a few tenths of a point from one seed to another).

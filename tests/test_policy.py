@@ -13,21 +13,31 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 import phoenix.policy
 from phoenix.policy import FrequencySketch, Policy
+from phoenix.segment import Segment
 
 
 def check_invariants(policy: Policy, held: dict[str, int]) -> None:
     """The policy holds exactly `held` (key -> cost), each key in one segment, within budget."""
     segments = (policy._window, policy._probation, policy._protected)
-    keys = [key for segment in segments for key in segment]
+    keys = [node.key for segment in segments for node in segment]
     assert len(keys) == len(set(keys)), "a key is in two segments"
-    assert set(keys) == set(held)
+    assert set(keys) == set(held) == set(policy.nodes)
     assert len(policy) == len(held)
     assert all(key in policy for key in held)
-    assert policy._window_cost == sum(policy._window.values())
-    assert policy._probation_cost == sum(policy._probation.values())
-    assert policy._protected_cost == sum(policy._protected.values())
+    for segment in segments:
+        nodes = list(segment)
+        assert segment.cost == sum(node.cost for node in nodes)
+        assert len(segment) == len(nodes)
+        assert all(node.segment is segment for node in nodes)
+        assert all(node.prev.next is node and node.next.prev is node for node in nodes)
+    assert all(policy.nodes[node.key] is node for segment in segments for node in segment)
     assert policy.used_cost == sum(held.values()) <= policy.max_cost
-    assert dict(itertools.chain(*(segment.items() for segment in segments))) == held
+    assert {node.key: node.cost for segment in segments for node in segment} == held
+
+
+def keys_of(segment: Segment) -> list[str]:
+    """The keys of a segment, least recently used first."""
+    return [node.key for node in segment]
 
 
 def zipf_stream(length: int, n_keys: int, s: float, seed: int) -> list[str]:
@@ -310,25 +320,78 @@ def test_heavy_key_is_refused_when_one_needed_victim_is_more_frequent() -> None:
 def test_hits_in_probation_promote_and_protected_overflow_demotes() -> None:
     policy = Policy(100, 1024, 1, adaptive=False)
     fill_with_light_keys(policy, 100)
-    assert "light0" in policy._probation
+    assert keys_of(policy._probation)[0] == "light0"
     for i in range(90):
         policy.record_read(f"light{i}")
-    # Protected holds 80% of the main area (79 of 99): the rest went back.
-    assert policy._protected_cost == 79
-    assert list(policy._protected)[-1] == "light89"
-    assert list(policy._probation)[-11:] == [f"light{i}" for i in range(11)]
-    check_invariants(policy, {f"light{i}": 1 for i in range(100)})
+    # Reads move nothing yet: a read key moves when it reaches its LRU end.
+    assert keys_of(policy._probation)[:90] == [f"light{i}" for i in range(90)]
+    assert policy.nodes["light0"].hits == 1
+    # A newcomer pushes light99 out of the window; looking for its victim
+    # promotes the read keys, and protected keeps 80% of the main area (79 of
+    # 99): the rest went back. light99, no more frequent than light90, is refused.
+    assert policy.add("new", 1) == ["light99"]
+    assert policy._protected.cost == 79
+    assert keys_of(policy._protected)[-1] == "light89"
+    assert keys_of(policy._probation)[-11:] == [f"light{i}" for i in range(11)]
+    assert keys_of(policy._probation)[0] == "light90"
+    assert all(node.hits == 0 for node in policy.nodes.values())
+    check_invariants(policy, {**{f"light{i}": 1 for i in range(99)}, "new": 1})
 
 
-def test_reads_wait_in_the_buffer_until_it_is_full() -> None:
-    policy = Policy(100, 1024, 4, adaptive=False)
-    fill_with_light_keys(policy, 50)
-    for _ in range(3):
-        policy.record_read("light0")
-    assert "light0" in policy._probation  # not applied yet
-    policy.record_read("light1")
-    assert "light0" in policy._protected
-    assert "light1" in policy._protected
+def test_key_read_in_the_window_gets_a_second_chance() -> None:
+    policy = Policy(10, 1024, 1, window_fraction=0.3, adaptive=False)
+    for key in "abc":
+        policy.add(key, 1)
+    policy.record_read("a")
+    policy.add("d", 1)
+    # a, read, went back to the MRU end; b, not read, left for probation.
+    assert keys_of(policy._window) == ["c", "d", "a"]
+    assert keys_of(policy._probation) == ["b"]
+    assert policy.nodes["a"].hits == 0
+
+
+def test_key_read_in_protected_gets_a_second_chance_instead_of_demotion() -> None:
+    policy = Policy(100, 1024, 1, adaptive=False)
+    fill_with_light_keys(policy, 100)
+    for i in range(79):
+        policy.record_read(f"light{i}")
+    policy.add("new", 1)  # promotes light0..light78: protected is full
+    assert keys_of(policy._protected) == [f"light{i}" for i in range(79)]
+    policy.record_read("light0")
+    policy.record_read("light79")
+    policy.add("newer", 1)  # promotes light79, so one key must leave protected
+    assert keys_of(policy._protected)[-2:] == ["light79", "light0"]
+    assert keys_of(policy._probation)[-1] == "light1"
+
+
+def test_one_write_moves_a_bounded_number_of_read_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    policy = Policy(100, 1024, 1, adaptive=False)
+    fill_with_light_keys(policy, 100)
+    for i in range(100):
+        policy.record_read(f"light{i}")
+    monkeypatch.setattr(phoenix.policy, "_MOVE_LIMIT", 3)
+    # The walk for a victim promotes three read keys, then takes light3 as
+    # it comes (its read counted), which "new" should not beat (unless its
+    # counters collide with others').
+    evicted = policy.add("new", 1)
+    assert evicted in (["new"], ["light3"])
+    assert keys_of(policy._protected) == ["light0", "light1", "light2"]
+    assert "light3" not in policy or policy.nodes["light3"].hits == 0
+    assert policy.nodes["light4"].hits == 1
+    held = {f"light{i}": 1 for i in range(100)} | {"new": 1}
+    check_invariants(policy, {key: 1 for key in held if key not in evicted})
+
+
+def test_reads_are_counted_into_the_sketch_when_the_key_moves_or_leaves() -> None:
+    policy = Policy(100, 1024, 1, adaptive=False)
+    fill_with_light_keys(policy, 100)
+    estimate = policy._sketch.estimate
+    assert estimate("light5") == 1
+    for _ in range(4):
+        policy.record_read("light5")
+    assert estimate("light5") == 1
+    policy.remove("light5")
+    assert estimate("light5") == 5
 
 
 # -- sizes ------------------------------------------------------------------------------
@@ -399,6 +462,20 @@ def test_doorkeeper_absorbs_the_first_occurrence() -> None:
     assert sketch.estimate("k") == 2
 
 
+def test_a_count_of_n_is_n_single_increments() -> None:
+    one_by_one, at_once = FrequencySketch(64), FrequencySketch(64)
+    rng = random.Random(5)
+    keys = [f"k{i}" for i in range(40)]
+    for _ in range(200):
+        key, count = rng.choice(keys), rng.randint(1, 4)
+        for _ in range(count):
+            one_by_one.increment(key)
+        at_once.increment(key, count)
+        assert one_by_one._table == at_once._table
+        assert one_by_one._door == at_once._door
+        assert one_by_one._additions == at_once._additions
+
+
 def test_counters_saturate_at_fifteen() -> None:
     sketch = FrequencySketch(1024)
     for _ in range(100):
@@ -406,9 +483,9 @@ def test_counters_saturate_at_fifteen() -> None:
     assert sketch.estimate("k") == 16  # 15 in the counters, 1 in the doorkeeper
 
 
-def test_width_is_a_power_of_two_and_the_sample_ten_times_it() -> None:
+def test_width_is_a_power_of_two_and_the_sample_ten_times_the_counters_asked() -> None:
     sketch = FrequencySketch(1000)
-    assert sketch.width == 1024
+    assert sketch.width == 4096
     assert sketch.sample_size == 10_240
 
 
@@ -428,9 +505,9 @@ def test_halving_ages_a_formerly_hot_key() -> None:
 
 def test_halve_halves_every_counter() -> None:
     sketch = FrequencySketch(8)
-    sketch._table[:] = bytes(range(8))
+    sketch._table[:8] = bytes(range(8))
     sketch.halve()
-    assert list(sketch._table) == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert list(sketch._table[:8]) == [0, 0, 1, 1, 2, 2, 3, 3]
 
 
 # -- the adaptive window ------------------------------------------------------------------
@@ -443,7 +520,7 @@ def sliding_stream(length: int, live: int, new_every: int, seed: int) -> list[st
 
 
 def test_window_grows_when_recency_pays() -> None:
-    stream = sliding_stream(60_000, live=60, new_every=4, seed=3)
+    stream = sliding_stream(200_000, live=60, new_every=4, seed=3)
     adaptive = Policy(100, 1024, 16, seed=1)
     static = Policy(100, 1024, 16, seed=1, adaptive=False)
     adaptive_ratio = policy_hit_ratio(adaptive, stream)
@@ -451,6 +528,22 @@ def test_window_grows_when_recency_pays() -> None:
     assert adaptive.window_max_cost >= 20
     assert static.window_max_cost == 1
     assert adaptive_ratio > static_ratio + 0.2
+
+
+def test_window_never_shrinks_below_its_starting_share(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(phoenix.policy, "_MIN_SAMPLE", 50)
+    monkeypatch.setattr(phoenix.policy, "_NOISE_SIGMAS", 0.0)
+    policy = Policy(1000, 8192, 16, seed=1)
+    start = policy.window_max_cost
+    assert start == 10
+    lowest = start
+    for key in zipf_stream(50_000, 5_000, 1.0, seed=9):
+        if key in policy:
+            policy.record_read(key)
+        else:
+            policy.add(key, 1)
+        lowest = min(lowest, policy.window_max_cost)
+    assert lowest == start
 
 
 def test_window_stays_small_when_frequency_pays() -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import gc
+import hashlib
 import itertools
 import sys
 import tracemalloc
@@ -8,7 +9,7 @@ import tracemalloc
 import pytest
 
 from phoenix.clock import LOGICAL_BITS, FakeClock, Version
-from phoenix.store import BUCKET_COUNT, ENTRY_OVERHEAD, NO_EXPIRY, Store, key_cost
+from phoenix.store import BUCKET_COUNT, ENTRY_OVERHEAD, NO_EXPIRY, Store, fingerprint, key_cost
 
 _counter = itertools.count(1)
 
@@ -161,6 +162,14 @@ def test_scan_survives_writes_between_pages() -> None:
         if cursor == 0:
             break
     assert {f"stable{i}" for i in range(1000)} <= seen
+
+
+def test_fingerprint_is_blake2b_of_key_and_version() -> None:
+    # Replicas compare digests built from it: it must not change between releases.
+    data = "ké\x00123\x00n1".encode()
+    expected = int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
+    assert fingerprint("ké", (123, "n1")) == expected
+    assert fingerprint("ké", (123, "n1")) == expected  # the shared hasher is not consumed
 
 
 def test_key_cost_counts_utf8_bytes() -> None:

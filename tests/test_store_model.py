@@ -6,7 +6,7 @@ import fnmatch
 
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, rule
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from phoenix.clock import FakeClock, HybridClock, Version
 from phoenix.store import NO_EXPIRY, Store
@@ -79,6 +79,13 @@ class StoreMachine(RuleBasedStateMachine):
     def listing_matches_model(self) -> None:
         listed = {key: entry.value for key, entry in self.store.items()}
         assert listed == self.live()
+
+    @invariant()
+    def every_known_key_is_filed_once_in_its_bucket(self) -> None:
+        store = self.store
+        filed = [key for keys in store._buckets.values() for key in keys]
+        assert len(filed) == len(set(filed))
+        assert set(filed) == set(store._entries) | set(store._tombstones) | set(store._evicted)
 
 
 TestStoreAgainstModel = StoreMachine.TestCase

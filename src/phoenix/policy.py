@@ -13,11 +13,17 @@ sketch tracks frequency, and asking it before admitting is what resists scans.
 The window's share of `max_cost` adapts as in Caffeine: a hill climber
 compares the hit ratio of consecutive samples and keeps moving budget in the
 direction that helped (recency-heavy workloads get a larger window, frequency-
-heavy ones a smaller). It starts at `window_fraction`.
+heavy ones a smaller). It starts at `window_fraction`, and never goes below.
 
-Reads are recorded in a list and applied in batches (sketch count plus
-reordering), so that a read costs one list append. The pending reads are also
-applied before every write, so batching changes no decision.
+A read costs the caller two counter increments (the node's `hits` and the
+policy's `reads`) and nothing else: the segments are intrusive lists threaded
+through the nodes (phoenix.segment), and reads reorder them lazily, as CLOCK
+does. A key read since it was last placed is moved when it reaches the LRU
+end of its segment, instead of on every read: from probation it is promoted
+to protected; in the window or protected it gets a second chance at the MRU
+end. Its reads are counted into the sketch then (or when it leaves), before
+any decision could ask for its frequency; the sketch's aging counts every read
+when it happens.
 
 Plain synchronous code, standard library only, no I/O; not thread-safe (the
 store calls it from the trio thread).
@@ -32,15 +38,21 @@ FrequencySketch).
 from __future__ import annotations
 
 import random
-from collections import OrderedDict
 from collections.abc import Iterator
+from typing import Generic, TypeVar, cast
 
-__all__ = ["FrequencySketch", "Policy"]
+from phoenix.segment import Node, Segment
+
+__all__ = ["FrequencySketch", "Node", "Policy"]
+
+NodeT = TypeVar("NodeT", bound=Node)
 
 # A bytearray.translate table that halves every byte (each 4-bit counter has a
 # byte of its own).
 _HALVE = bytes(b >> 1 for b in range(256))
 _COUNTER_MAX = 15
+# The sketch has this many counters per access of its sample's tenth.
+_WIDTH_FACTOR = 4
 
 _PROTECTED_FRACTION = 0.8
 # A candidate at least this frequent beats a victim at least as frequent with
@@ -49,20 +61,30 @@ _PROTECTED_FRACTION = 0.8
 _HASHDOS_THRESHOLD = 6
 _HASHDOS_CHANCE = 1.0 / 128
 
-# The hill climber, after Caffeine: a sample is 10 requests (reads of held keys
-# plus adds) per held key, at least _MIN_SAMPLE. The first step moves 6.25% of
-# max_cost, out of the window (it is already small, so a frequency-heavy
-# workload loses nothing); each later step is 98% of the one before, and a
-# change of 5 points or more in the hit ratio (the workload changed) restarts
-# the full step. Unlike Caffeine, a change within _NOISE_SIGMAS standard
-# errors of sampling noise moves nothing: on a steady workload the window then
-# stays where it is instead of wandering.
+# The hill climber, after Caffeine: each step moves 6.25% of max_cost, out of
+# the window at first; each later step is 98% of the one before, and a change
+# of 5 points or more in the hit ratio (the workload changed) restarts the full
+# step. Unlike Caffeine:
+# - a sample is 4 requests (reads of held keys plus adds) per held key, at
+#   least _MIN_SAMPLE, not 10 per entry: on the OLTP trace at 10,000 entries
+#   that gave the climber 9 samples in the whole trace, and the window stayed
+#   small where LRU did 2.7 points better;
+# - a change within _NOISE_SIGMAS standard errors of sampling noise moves
+#   nothing: on a steady workload the window stays where it is;
+# - the window never shrinks below its starting share (window_fraction): below
+#   1% a new key competes for admission before a second access can show its
+#   worth, which cost 4 points on scan+hot, and frequency-heavy streams gain
+#   nothing from it.
 _STEP_FRACTION = 0.0625
 _STEP_DECAY = 0.98
 _RESTART_THRESHOLD = 0.05
 _NOISE_SIGMAS = 2.0
-_SAMPLE_PER_KEY = 10
-_MIN_SAMPLE = 1000
+_SAMPLE_PER_KEY = 4
+_MIN_SAMPLE = 5000
+# At most this many read keys are moved (promoted or given a second chance) in
+# one call; past it they are treated as not read (their reads still counted),
+# so that a write after a long run of reads does not pay for all of them.
+_MOVE_LIMIT = 256
 # At most this many keys change segment in one adjustment.
 _TRANSFER_LIMIT = 1000
 
@@ -70,15 +92,22 @@ _TRANSFER_LIMIT = 1000
 class FrequencySketch:
     """Count-min sketch of 4-bit counters with a doorkeeper, aged by halving.
 
-    `width` counters (the next power of two at least `num_counters`, at least
-    8), one byte each, saturating at 15. A key maps to 4 counters by double
-    hashing of `hash(key)`; its estimate is the smallest of the 4, plus 1 when
-    the doorkeeper (a Bloom filter of 8 * width bits, 2 per key) holds it. The
-    first increment of a key in a sample only sets its doorkeeper bits, so keys
-    seen once never reach the counters; later increments raise only the key's
-    smallest counters (conservative update). After `sample_size` (10 * width)
+    `width` counters (4 x the next power of two at least `num_counters`, at
+    least 8), one byte each, saturating at 15. A key maps to 4 counters by
+    double hashing of `hash(key)`; its estimate is the smallest of the 4, plus
+    1 when the doorkeeper (a Bloom filter of 8 * width bits, 2 per key) holds
+    it. The first increment of a key in a sample only sets its doorkeeper
+    bits, so keys seen once never reach the counters; later increments raise
+    only the key's smallest counters (conservative update). After
+    `sample_size` (10 x `num_counters` rounded up to a power of two)
     increments every counter is halved, as is the count of increments, and
     the doorkeeper is cleared.
+
+    `num_counters` thus sets the aging period, and the table is 4 times wider
+    than it: with one counter per sampled access a key shares its counters
+    with about 2 others at 8 counters per held entry, and the estimates of the
+    keys competing for admission mostly measured their neighbours (Caffeine
+    has 16 counters per entry for a sample of 10 accesses per entry).
 
     `hash` of a str is salted per process (PYTHONHASHSEED), so collisions, and
     so a few of the policy's choices, differ from one process to the next.
@@ -89,17 +118,22 @@ class FrequencySketch:
     def __init__(self, num_counters: int) -> None:
         if num_counters < 1:
             raise ValueError(f"num_counters must be positive, not {num_counters!r}")
-        width = max(8, 1 << (num_counters - 1).bit_length())
+        rounded = max(8, 1 << (num_counters - 1).bit_length())
+        width = _WIDTH_FACTOR * rounded
         self.width = width
-        self.sample_size = 10 * width
+        self.sample_size = 10 * rounded
         self._mask = width - 1
         self._door_mask = 8 * width - 1
         self._table = bytearray(width)
         self._door = bytearray(width)
         self._additions = 0
 
-    def increment(self, key: str) -> None:
-        """Count one occurrence of `key`."""
+    def increment(self, key: str, count: int = 1, *, tick: bool = True) -> None:
+        """Count `count` occurrences of `key`, as that many single increments would.
+
+        With `tick=False` they are not counted towards the sample (the caller
+        already counted them with `tick` when they happened).
+        """
         h = hash(key)
         a = h >> 32
         b = h | 1  # odd: the 4 positions differ
@@ -108,9 +142,15 @@ class FrequencySketch:
         d2 = (a + 4 * b) & self._door_mask
         byte1, bit1 = d1 >> 3, 1 << (d1 & 7)
         byte2, bit2 = d2 >> 3, 1 << (d2 & 7)
-        if door[byte1] & bit1 and door[byte2] & bit2:
-            # Conservative update: raise only the counters at the key's minimum
-            # (the others already count some colliding key too).
+        raise_by = count
+        if not (door[byte1] & bit1 and door[byte2] & bit2):
+            door[byte1] |= bit1
+            door[byte2] |= bit2
+            raise_by -= 1
+        if raise_by > 0:
+            # Conservative update: raise only the counters below the key's new
+            # minimum (the others already count some colliding key too). Raising
+            # the minimum by n at once is what n single increments do.
             table = self._table
             m = self._mask
             i0, i1, i2, i3 = a & m, (a + b) & m, (a + 2 * b) & m, (a + 3 * b) & m
@@ -121,7 +161,9 @@ class FrequencySketch:
             if c3 < low:
                 low = c3
             if low < _COUNTER_MAX:
-                low += 1
+                low += raise_by
+                if low > _COUNTER_MAX:
+                    low = _COUNTER_MAX
                 if c0 < low:
                     table[i0] = low
                 if c1 < low:
@@ -130,10 +172,14 @@ class FrequencySketch:
                     table[i2] = low
                 if c3 < low:
                     table[i3] = low
-        else:
-            door[byte1] |= bit1
-            door[byte2] |= bit2
-        self._additions += 1
+        if tick:
+            self._additions += count
+            if self._additions >= self.sample_size:
+                self.halve()
+
+    def tick(self, count: int) -> None:
+        """Count `count` accesses towards the sample without attributing them yet."""
+        self._additions += count
         if self._additions >= self.sample_size:
             self.halve()
 
@@ -168,44 +214,47 @@ class FrequencySketch:
         self._additions //= 2
 
 
-class Policy:
+class Policy(Generic[NodeT]):
     """W-TinyLFU over keys with costs: decides which keys the store keeps.
 
-    The caller reports every key it stores (`add`), overwrites (`update`),
-    reads (`record_read`) and deletes (`remove`); `add` and `update` return
-    the keys the caller must delete. After every call: `used_cost <= max_cost`,
+    The policy holds the nodes (`nodes`, key -> node); the caller reports
+    every key it stores (`insert`), overwrites (`resize`), reads (`node.hits
+    += 1` and `reads += 1`, or `record_read`) and deletes (`remove`).
+    `insert` and `resize` return the nodes the policy let go, which it has
+    already taken out of `nodes`. After every call: `used_cost <= max_cost`,
     every held key is in exactly one segment, and each segment's cost is the
-    sum of its keys' costs.
+    sum of its keys' costs. `add` and `update` do the same by key, with
+    plain `Node`s.
 
     `num_counters` sizes the sketch, which is halved every 10 x (that rounded
-    up to a power of two) increments: for hit ratio, about 4 to 8 counters per
+    up to a power of two) accesses: for hit ratio, about 4 to 8 counters per
     entry the cache holds did best on the traces we tried (bench/hit_ratio.py).
-    `seed` seeds the random admissions against hash flooding; `adaptive=False`
-    keeps the window at `window_fraction` for good.
+    `buffer_items` is accepted for compatibility and unused: reads are counted
+    on the nodes. `seed` seeds the random admissions against hash flooding;
+    `adaptive=False` keeps the window at `window_fraction` for good.
     """
 
     __slots__ = (
         "_adaptive",
-        "_buffer_items",
         "_full",
         "_previous_hit_rate",
         "_probation",
-        "_probation_cost",
         "_protected",
-        "_protected_cost",
         "_protected_max",
-        "_reads",
+        "_reads_ticked",
         "_rng",
-        "_sample_hits",
         "_sample_misses",
         "_sample_period",
+        "_sample_reads",
         "_sketch",
         "_step",
         "_window",
-        "_window_cost",
         "_window_max",
+        "_window_min",
         "evictions",
         "max_cost",
+        "nodes",
+        "reads",
         "rejections",
     )
 
@@ -234,260 +283,334 @@ class Policy:
         main_max = int(max_cost * (1.0 - window_fraction))
         self._window_max = max_cost - main_max
         self._protected_max = int(main_max * _PROTECTED_FRACTION)
-        self._window: OrderedDict[str, int] = OrderedDict()  # key -> cost, LRU first
-        self._probation: OrderedDict[str, int] = OrderedDict()
-        self._protected: OrderedDict[str, int] = OrderedDict()
-        self._window_cost = 0
-        self._probation_cost = 0
-        self._protected_cost = 0
+        self.nodes: dict[str, NodeT] = {}
+        self._window = Segment("window")
+        self._probation = Segment("probation")
+        self._protected = Segment("protected")
         self._sketch = FrequencySketch(num_counters)
-        self._reads: list[str] = []
-        self._buffer_items = buffer_items
         self._rng = random.Random(seed)
         self.evictions = 0
         self.rejections = 0
+        # Hits on held keys, counted by the caller; the sketch's sample and
+        # the climber's take their share from it.
+        self.reads = 0
+        self._reads_ticked = 0
         # The hill climber; its samples start once the cache is full.
         self._adaptive = adaptive
         self._full = False
-        self._sample_hits = 0
+        self._sample_reads = 0  # `reads` when the sample started
         self._sample_misses = 0
         self._sample_period = _MIN_SAMPLE
         self._previous_hit_rate = 0.0
         self._step = -_STEP_FRACTION * max_cost
+        self._window_min = self._window_max
 
     # -- queries -------------------------------------------------------------
 
     def __contains__(self, key: str) -> bool:
-        return key in self._protected or key in self._probation or key in self._window
+        return key in self.nodes
 
     def __len__(self) -> int:
-        return len(self._window) + len(self._probation) + len(self._protected)
+        return len(self.nodes)
 
     @property
     def used_cost(self) -> int:
-        return self._window_cost + self._probation_cost + self._protected_cost
+        return self._window.cost + self._probation.cost + self._protected.cost
 
     @property
     def window_max_cost(self) -> int:
         """The admission window's current budget (the hill climber moves it)."""
         return self._window_max
 
-    # -- events from the store ------------------------------------------------
+    # -- events from the caller ----------------------------------------------
 
     def record_read(self, key: str) -> None:
-        """A hit on `key`: buffered, applied once `buffer_items` reads are pending."""
-        reads = self._reads
-        reads.append(key)
-        if len(reads) >= self._buffer_items:
-            self._drain_reads()
+        """A hit on `key` (ignored when not held); the store does this inline."""
+        node = self.nodes.get(key)
+        if node is not None:
+            node.hits += 1
+            self.reads += 1
 
     def add(self, key: str, cost: int) -> list[str]:
-        """A new key of `cost`; return the keys to delete, which may include `key`."""
+        """`insert` of a plain Node; return the keys let go, which may include `key`."""
+        node = self.nodes.get(key)
+        if node is not None:
+            return self.update(key, cost)
+        return [n.key for n in self.insert(cast(NodeT, Node(key, cost)))]
+
+    def update(self, key: str, cost: int) -> list[str]:
+        """`resize` by key (an `add` when not held); return the keys let go."""
+        node = self.nodes.get(key)
+        if node is None:
+            return self.add(key, cost)
+        return [n.key for n in self.resize(node, cost)]
+
+    def insert(self, node: NodeT) -> list[NodeT]:
+        """A new key (`node.key` not held) of `node.cost`; return the nodes let go.
+
+        They may include `node` itself, when it is refused.
+        """
+        cost = node.cost
         if cost < 0:
             raise ValueError(f"cost must not be negative, not {cost!r}")
-        if key in self:
-            return self.update(key, cost)
-        if self._reads:
-            self._drain_reads()
+        key = node.key
+        if key in self.nodes:
+            raise ValueError(f"{key!r} is already held: resize it")
+        if self.reads != self._reads_ticked:
+            self._tick_reads()
         self._sketch.increment(key)
         self._sample_misses += 1
-        evicted: list[str] = []
+        evicted: list[NodeT] = []
+        node.hits = 0
         if cost > self.max_cost:
             self.rejections += 1
-            evicted.append(key)
+            evicted.append(node)
         else:
-            self._window[key] = cost
-            self._window_cost += cost
+            self.nodes[key] = node
+            self._window.push(node)
             self._make_room(evicted, None)
-        if self._adaptive and self._sample_hits + self._sample_misses >= self._sample_period:
+        if (
+            self._adaptive
+            and self.reads - self._sample_reads + self._sample_misses >= self._sample_period
+        ):
             self._climb()
         return evicted
 
-    def update(self, key: str, cost: int) -> list[str]:
-        """`key`'s cost changed (an overwrite, which counts as an access).
+    def resize(self, node: NodeT, cost: int) -> list[NodeT]:
+        """Held `node`'s cost is now `cost` (an overwrite, which counts as an access).
 
-        Return the keys to delete: never `key` itself unless `cost > max_cost`.
+        Return the nodes let go: never `node` itself unless `cost > max_cost`.
         """
         if cost < 0:
             raise ValueError(f"cost must not be negative, not {cost!r}")
-        if key not in self:
-            return self.add(key, cost)
-        if self._reads:
-            self._drain_reads()
-        self._sketch.increment(key)
+        if self.reads != self._reads_ticked:
+            self._tick_reads()
+        self._sketch.increment(node.key)
         if cost > self.max_cost:
-            self.remove(key)
+            self.remove(node.key)
             self.rejections += 1
-            return [key]
+            return [node]
         # Reorder as a hit would, with the new cost.
-        if key in self._window:
-            self._window_cost += cost - self._window[key]
-            self._window[key] = cost
-            self._window.move_to_end(key)
-        elif key in self._protected:
-            self._protected_cost += cost - self._protected[key]
-            self._protected[key] = cost
-            self._protected.move_to_end(key)
+        segment = node.segment
+        assert segment is not None
+        segment.cost += cost - node.cost
+        node.cost = cost
+        if segment is self._probation:
+            segment.unlink(node)
+            self._fold(node)
+            self._protected.push(node)
+            self._demote_protected_overflow()
         else:
-            self._probation_cost -= self._probation.pop(key)
-            self._protected[key] = cost
-            self._protected_cost += cost
-        self._demote_protected_overflow()
-        evicted: list[str] = []
-        self._make_room(evicted, key)
+            segment.move_to_end(node)
+        evicted: list[NodeT] = []
+        self._make_room(evicted, node)
         return evicted
 
-    def remove(self, key: str) -> None:
-        """The caller deleted `key`; nothing happens if the policy does not hold it."""
-        cost = self._probation.pop(key, None)
-        if cost is not None:
-            self._probation_cost -= cost
-            return
-        cost = self._protected.pop(key, None)
-        if cost is not None:
-            self._protected_cost -= cost
-            return
-        cost = self._window.pop(key, None)
-        if cost is not None:
-            self._window_cost -= cost
+    def remove(self, key: str) -> NodeT | None:
+        """The caller deleted `key`: its node, or None if the policy does not hold it."""
+        node = self.nodes.pop(key, None)
+        if node is not None:
+            if node.hits:
+                self._fold(node)
+            segment = node.segment
+            assert segment is not None
+            segment.unlink(node)
+        return node
 
     def clear(self) -> None:
         """Forget every key.
 
-        The frequency sketch is kept (pending reads are counted into it
-        first): it describes the workload, not the contents, so after a flush
-        the keys that were popular still win admission, as after Caffeine's
-        invalidateAll. The window's learned size is kept too; the climber's
-        current sample is dropped, since refilling is not a steady state.
+        The frequency sketch is kept (the reads not yet counted are counted
+        into it first): it describes the workload, not the contents, so after
+        a flush the keys that were popular still win admission, as after
+        Caffeine's invalidateAll. The window's learned size is kept too; the
+        climber's current sample is dropped, since refilling is not a steady
+        state. O(number of keys).
         """
-        if self._reads:
-            self._drain_reads()
+        for node in self.nodes.values():
+            if node.hits:
+                self._fold(node)
+            node.segment = None
+            node.prev = node.next = node
+        self.nodes.clear()
         self._window.clear()
         self._probation.clear()
         self._protected.clear()
-        self._window_cost = self._probation_cost = self._protected_cost = 0
         self._full = False
-        self._sample_hits = self._sample_misses = 0
+        self._sample_reads = self.reads
+        self._sample_misses = 0
 
     # -- internals ---------------------------------------------------------------
 
-    def _drain_reads(self) -> None:
-        """Apply the buffered reads: count each, reorder the keys still held."""
-        reads = self._reads
-        self._reads = []
-        self._sample_hits += len(reads)
-        increment = self._sketch.increment
-        window, probation, protected = self._window, self._probation, self._protected
-        promoted = 0
-        for key in reads:
-            increment(key)
-            if key in protected:
-                protected.move_to_end(key)
-            elif key in probation:
-                cost = probation.pop(key)
-                protected[key] = cost
-                promoted += cost
-            elif key in window:
-                window.move_to_end(key)
-        if promoted:
-            self._probation_cost -= promoted
-            self._protected_cost += promoted
-            self._demote_protected_overflow()
+    def _tick_reads(self) -> None:
+        """Count the reads since the last call towards the sketch's sample."""
+        reads = self.reads
+        self._sketch.tick(reads - self._reads_ticked)
+        self._reads_ticked = reads
+
+    def _fold(self, node: Node) -> None:
+        """Count `node`'s pending reads into the sketch (they were ticked already)."""
+        self._sketch.increment(node.key, node.hits, tick=False)
+        node.hits = 0
 
     def _demote_protected_overflow(self) -> None:
-        """Move protected's LRU keys to probation's MRU end until protected fits."""
-        protected, probation = self._protected, self._probation
-        while self._protected_cost > self._protected_max and protected:
-            key, cost = protected.popitem(last=False)
-            self._protected_cost -= cost
-            probation[key] = cost
-            self._probation_cost += cost
+        """Move protected's LRU keys to probation's MRU end until protected fits.
 
-    def _make_room(self, evicted: list[str], pinned: str | None) -> None:
+        A key read since it was last placed gets a second chance instead: its
+        reads are counted and it goes back to protected's MRU end (CLOCK).
+        """
+        protected, probation = self._protected, self._probation
+        moves = _MOVE_LIMIT
+        while protected.cost > self._protected_max:
+            node = protected.head.next
+            if node is protected.head:
+                break
+            protected.unlink(node)
+            if node.hits:
+                self._fold(node)
+                if moves:
+                    moves -= 1
+                    protected.push(node)
+                    continue
+            probation.push(node)
+
+    def _make_room(self, evicted: list[NodeT], pinned: NodeT | None) -> None:
         """Move the window's overflow into the main area, then fit `max_cost`.
 
-        `pinned` (the key being updated) is never evicted nor rejected.
+        `pinned` (the node being updated) is never evicted nor rejected.
         """
         # The window's overflow leaves it first, so that each candidate is
-        # judged by the room left once the window fits its budget.
+        # judged by the room left once the window fits its budget. A key read
+        # since it entered the window gets a second chance at its MRU end.
         window = self._window
-        candidates: list[tuple[str, int]] = []
-        while self._window_cost > self._window_max and window:
-            candidate, cost = window.popitem(last=False)
-            self._window_cost -= cost
-            candidates.append((candidate, cost))
-        for candidate, cost in candidates:
-            self._admit(candidate, cost, evicted, pinned)
+        candidates: list[NodeT] = []
+        moves = _MOVE_LIMIT
+        while window.cost > self._window_max:
+            node = window.head.next
+            if node is window.head:
+                break
+            window.unlink(node)
+            if node.hits:
+                self._fold(node)
+                if moves:
+                    moves -= 1
+                    window.push(node)
+                    continue
+            candidates.append(cast(NodeT, node))
+        for candidate in candidates:
+            self._admit(candidate, evicted, pinned)
         # Only an update that made a key dearer can leave an excess here.
         excess = self.used_cost - self.max_cost
         if excess > 0:
-            victims: list[str] = []
-            for victim, cost in self._victims(pinned):
+            victims: list[NodeT] = []
+            for victim in self._victims(pinned):
                 victims.append(victim)
-                excess -= cost
+                excess -= victim.cost
                 if excess <= 0:
                     break
             for victim in victims:
                 self._evict(victim, evicted)
+        if self._protected.cost > self._protected_max:
+            self._demote_protected_overflow()
 
-    def _admit(self, candidate: str, cost: int, evicted: list[str], pinned: str | None) -> None:
+    def _admit(self, candidate: NodeT, evicted: list[NodeT], pinned: NodeT | None) -> None:
         """Put a candidate leaving the window into probation, or reject it.
 
         When the cache lacks room, the victims that would make room are taken
         in eviction order; the candidate is admitted (and they are evicted)
         only if it is estimated more frequent than each of them. The `pinned`
-        key (the one being updated) is never a victim, and as a candidate it
+        node (the one being updated) is never a victim, and as a candidate it
         is admitted whatever the estimates.
         """
-        forced = candidate == pinned
+        forced = candidate is pinned
+        cost = candidate.cost
         need = self.used_cost + cost - self.max_cost
         if need > 0:
             if not self._full:
                 # The climber's first sample starts now: warming up says
                 # nothing about the window's size.
                 self._full = True
-                self._sample_hits = self._sample_misses = 0
-            victims: list[str] = []
+                self._sample_reads = self.reads
+                self._sample_misses = 0
+            victims: list[NodeT] = []
             estimate = self._sketch.estimate
-            candidate_freq = estimate(candidate)
-            for victim, victim_cost in self._victims(pinned):
+            candidate_freq = estimate(candidate.key)
+            for victim in self._victims(pinned):
                 if (
                     not forced
-                    and candidate_freq <= estimate(victim)
+                    and candidate_freq <= estimate(victim.key)
                     and (
                         candidate_freq < _HASHDOS_THRESHOLD or self._rng.random() >= _HASHDOS_CHANCE
                     )
                 ):
                     self.rejections += 1
+                    del self.nodes[candidate.key]
                     evicted.append(candidate)
                     return
                 victims.append(victim)
-                need -= victim_cost
+                need -= victim.cost
                 if need <= 0:
                     break
             else:
                 # Only the pinned key could make room (a forced candidate never
                 # gets here: it fits once every other key is gone).
                 self.rejections += 1
+                del self.nodes[candidate.key]
                 evicted.append(candidate)
                 return
             for victim in victims:
                 self._evict(victim, evicted)
-        self._probation[candidate] = cost
-        self._probation_cost += cost
+        self._probation.push(candidate)
 
-    def _victims(self, pinned: str | None) -> Iterator[tuple[str, int]]:
-        """Held keys and costs in eviction order: probation, protected, window, LRU first.
+    def _victims(self, pinned: NodeT | None) -> Iterator[NodeT]:
+        """Held nodes in eviction order: probation, protected, window, LRU first.
 
-        Lazy; callers stop iterating before they evict anything.
+        Lazy; callers stop iterating before they evict anything. On the way, a
+        key read since it was last placed is not a victim: in probation it is
+        promoted to protected (as the read would have done at once), elsewhere
+        it gets a second chance at its segment's MRU end, its reads counted
+        (up to _MOVE_LIMIT such moves per walk).
         """
-        for segment in (self._probation, self._protected, self._window):
-            for key, cost in segment.items():
-                if key != pinned:
-                    yield key, cost
+        probation, protected = self._probation, self._protected
+        moves = _MOVE_LIMIT
+        head = probation.head
+        node = head.next
+        while node is not head:
+            after = node.next
+            if node.hits:
+                self._fold(node)
+                if moves:
+                    moves -= 1
+                    probation.unlink(node)
+                    protected.push(node)
+                    node = after
+                    continue
+            if node is not pinned:
+                yield cast(NodeT, node)
+            node = after
+        for segment in (protected, self._window):
+            head = segment.head
+            node = head.next
+            while node is not head:
+                after = node.next
+                if node.hits:
+                    self._fold(node)
+                    if moves:
+                        moves -= 1
+                        segment.move_to_end(node)
+                        if after is head:
+                            after = node  # look at it once more, now without reads
+                        node = after
+                        continue
+                if node is not pinned:
+                    yield cast(NodeT, node)
+                node = after
 
-    def _evict(self, victim: str, evicted: list[str]) -> None:
-        self.remove(victim)
+    def _evict(self, victim: NodeT, evicted: list[NodeT]) -> None:
+        del self.nodes[victim.key]
+        segment = victim.segment
+        assert segment is not None
+        segment.unlink(victim)
         self.evictions += 1
         evicted.append(victim)
 
@@ -495,9 +618,11 @@ class Policy:
 
     def _climb(self) -> None:
         """At the end of a sample, move budget between the window and the main area."""
-        requests = self._sample_hits + self._sample_misses
-        hit_rate = self._sample_hits / requests
-        self._sample_hits = self._sample_misses = 0
+        hits = self.reads - self._sample_reads
+        requests = hits + self._sample_misses
+        hit_rate = hits / requests
+        self._sample_reads = self.reads
+        self._sample_misses = 0
         self._sample_period = max(_MIN_SAMPLE, _SAMPLE_PER_KEY * len(self))
         if not self._full:
             return
@@ -526,36 +651,35 @@ class Policy:
         self._demote_protected_overflow()
         window, probation, protected = self._window, self._probation, self._protected
         for _ in range(_TRANSFER_LIMIT):
-            if probation and next(iter(probation.values())) <= quota:
-                key, cost = probation.popitem(last=False)
-                self._probation_cost -= cost
-            elif protected and next(iter(protected.values())) <= quota:
-                key, cost = protected.popitem(last=False)
-                self._protected_cost -= cost
+            node = probation.first()
+            if node is not None and node.cost <= quota:
+                probation.unlink(node)
             else:
-                break
-            quota -= cost
-            window[key] = cost
-            self._window_cost += cost
+                node = protected.first()
+                if node is not None and node.cost <= quota:
+                    protected.unlink(node)
+                else:
+                    break
+            quota -= node.cost
+            window.push(node)
         # Give back the budget that no key came with.
         self._protected_max += quota
         self._window_max -= quota
 
     def _shrink_window(self, quota: int) -> None:
         """Move up to `quota` of budget, and the keys in it, from the window to the main area."""
-        quota = min(quota, self._window_max - 1)
+        quota = min(quota, self._window_max - self._window_min)
         if quota <= 0:
             return
         self._protected_max += quota
         self._window_max -= quota
         window, probation = self._window, self._probation
         for _ in range(_TRANSFER_LIMIT):
-            if not window or next(iter(window.values())) > quota:
+            node = window.first()
+            if node is None or node.cost > quota:
                 break
-            key, cost = window.popitem(last=False)
-            self._window_cost -= cost
-            quota -= cost
-            probation[key] = cost
-            self._probation_cost += cost
+            window.unlink(node)
+            quota -= node.cost
+            probation.push(node)
         self._protected_max -= quota
         self._window_max += quota

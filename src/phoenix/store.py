@@ -26,14 +26,15 @@ import attrs
 
 from phoenix.clock import Clock, Version, physical_ms
 from phoenix.policy import Policy
+from phoenix.segment import Node
 
-# What one entry costs beyond its key and value bytes: the Entry object and
-# its version, its slots in the store's tables, the policy's segment, the key
+# What one entry costs beyond its key and value bytes: the Entry object (also
+# the policy's node) and its version, its slot in the store's table, the key
 # bucket and the object headers. Measured as process RSS growth at 1,000,000
-# entries of 24-byte keys and 100-byte values (bench/memory.py: 604 bytes per
+# entries of 24-byte keys and 100-byte values (bench/memory.py: 480 bytes per
 # entry, less the 124 bytes of key and value); tracemalloc, which leaves out
-# allocator slack, sees about 390 (tests/test_store.py checks it stays near).
-ENTRY_OVERHEAD = 480
+# allocator slack, sees about 386 (tests/test_store.py checks it stays near).
+ENTRY_OVERHEAD = 356
 
 # Keys are spread over this many buckets by a stable hash: listing resumes
 # from a bucket cursor, and replicas compare their keyspace bucket by bucket.
@@ -47,12 +48,40 @@ NO_VERSION: Version = (0, "")
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
 
-@attrs.define(slots=True)
-class Entry:
-    value: bytes
-    content_type: str
-    expires_at: int  # ms since the epoch; NO_EXPIRY (0) means never
-    version: Version
+class Entry(Node):
+    """A live key: its value and metadata, and (as a Node) its place in the policy."""
+
+    # The version is kept as its two parts: a tuple would cost an object more.
+    __slots__ = ("_stamp", "_writer", "content_type", "expires_at", "value")
+
+    def __init__(
+        self,
+        key: str,
+        cost: int,
+        value: bytes,
+        content_type: str,
+        expires_at: int,
+        version: Version,
+    ) -> None:
+        super().__init__(key, cost)
+        self.value = value
+        self.content_type = content_type
+        self.expires_at = expires_at  # ms since the epoch; NO_EXPIRY (0) means never
+        self._stamp, self._writer = version
+
+    @property
+    def version(self) -> Version:
+        return (self._stamp, self._writer)
+
+    @version.setter
+    def version(self, version: Version) -> None:
+        self._stamp, self._writer = version
+
+    def __repr__(self) -> str:
+        return (
+            f"Entry(key={self.key!r}, value={self.value!r}, content_type={self.content_type!r}, "
+            f"expires_at={self.expires_at!r}, version={self.version!r})"
+        )
 
     def expired(self, now_ms: int) -> bool:
         return self.expires_at != NO_EXPIRY and self.expires_at <= now_ms
@@ -80,8 +109,12 @@ def key_cost(key: str, value: bytes) -> int:
 
 def fingerprint(key: str, version: Version) -> int:
     """64 bits that stand for (key, version) in a bucket digest."""
-    data = f"{key}\0{version[0]}\0{version[1]}".encode("utf-8", "surrogatepass")
-    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
+    hasher = _FINGERPRINT_HASHER.copy()  # cheaper than building one with its parameters
+    hasher.update(f"{key}\0{version[0]}\0{version[1]}".encode("utf-8", "surrogatepass"))
+    return int.from_bytes(hasher.digest(), "big")
+
+
+_FINGERPRINT_HASHER = hashlib.blake2b(digest_size=8)
 
 
 def matcher(pattern: str) -> Callable[[str], bool]:
@@ -106,25 +139,34 @@ class Store:
     ) -> None:
         self._clock = clock
         self.tombstone_grace_ms = tombstone_grace_ms
-        self._entries: dict[str, Entry] = {}
-        self._policy = Policy(max_cost, num_counters, buffer_items)
+        self._policy: Policy[Entry] = Policy(max_cost, num_counters, buffer_items)
+        # The policy's nodes are the entries: one table for both.
+        self._entries = self._policy.nodes
         self._tombstones: dict[str, Version] = {}
         self._tombstone_heap: list[tuple[int, str]] = []  # (timestamp, key), to purge
         self._evicted: OrderedDict[str, Version] = OrderedDict()
         self.flush_version: Version = NO_VERSION
         self.pattern_removals: dict[str, Version] = {}
         # Per bucket: the keys known there, and the XOR of their fingerprints.
-        self._buckets: dict[int, set[str]] = {}  # only non-empty buckets
+        # A list is a quarter of a set's size per key; its removals scan the
+        # bucket (about keys / BUCKET_COUNT long), in C.
+        self._buckets: dict[int, list[str]] = {}  # only non-empty buckets
         self._digests: list[int] = [0] * BUCKET_COUNT
         # Keys by the wall-clock second in which they expire, and a heap of
         # those seconds: draining touches only the keys that are due.
         self._expiring: dict[int, set[str]] = {}
         self._expiry_heap: list[int] = []
         self._interned_types: dict[str, str] = {}
-        self.stats = StoreStats()
+        self._stats = StoreStats()
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    @property
+    def stats(self) -> StoreStats:
+        """The store's counters (hits are the policy's count of reads)."""
+        self._stats.hits = self._policy.reads
+        return self._stats
 
     def __contains__(self, key: str) -> bool:
         return self.get(key, record=False) is not None
@@ -154,17 +196,19 @@ class Store:
         entry = self._entries.get(key)
         if entry is None:
             if record:
-                self.stats.misses += 1
+                self._stats.misses += 1
             return None
         if entry.expires_at and entry.expires_at <= self._clock.now_ms():
             self._forget(key)
-            self.stats.expirations += 1
+            self._stats.expirations += 1
             if record:
-                self.stats.misses += 1
+                self._stats.misses += 1
             return None
         if record:
-            self.stats.hits += 1
-            self._policy.record_read(key)
+            # The read as the policy counts it (see phoenix.policy); it is
+            # the store's hit count too.
+            entry.hits += 1
+            self._policy.reads += 1
         return entry
 
     def known_version(self, key: str) -> Version | None:
@@ -183,18 +227,33 @@ class Store:
         or a matching pattern removal) is ignored. A newer one may still not
         be held when the admission policy refuses it.
         """
-        if self._stale(key, version):
+        # _stale, inlined: this is the write path.
+        old = self._entries.get(key)
+        known = old.version if old is not None else self.known_version(key)
+        if (
+            version <= self.flush_version
+            or (known is not None and version <= known)
+            or (self.pattern_removals and self._removed_by_pattern(key, version))
+        ):
+            self._stats.stale_writes += 1
             return False
-        self.stats.sets += 1
+        self._stats.sets += 1
         content_type = self._interned_types.setdefault(content_type, content_type)
         cost = key_cost(key, value)
-        old = self._entries.get(key)
         if old is not None:
-            self._unfile_expiry(key, old.expires_at)
-            self._toggle(key, old.version)
+            if old.expires_at:
+                self._unfile_expiry(key, old.expires_at)
             old.value, old.content_type = value, content_type
             old.expires_at, old.version = expires_at, version
-            evicted = self._policy.update(key, cost)
+            # The old version leaves the digest and the new one enters it.
+            assert known is not None
+            self._digests[bucket_of(key)] ^= fingerprint(key, known) ^ fingerprint(key, version)
+            evicted = self._policy.resize(old, cost)
+            if expires_at:
+                self._file_expiry(key, expires_at)
+            for victim in evicted:
+                self._evict(victim)
+            return key in self._entries
         else:
             # A removed or evicted key is already filed in its bucket: only
             # its old version leaves the digest.
@@ -203,8 +262,9 @@ class Store:
                 self._file_in_bucket(key)
             else:
                 self._toggle(key, known)
-            self._entries[key] = Entry(value, content_type, expires_at, version)
-            evicted = self._policy.add(key, cost)
+            evicted = self._policy.insert(
+                Entry(key, cost, value, content_type, expires_at, version)
+            )
         self._toggle(key, version)
         self._file_expiry(key, expires_at)
         for victim in evicted:
@@ -218,7 +278,7 @@ class Store:
         entry = self._entries.get(key)
         existed = entry is not None and not entry.expired(self._clock.now_ms())
         if existed:
-            self.stats.removes += 1
+            self._stats.removes += 1
         self._forget(key)
         self._entomb(key, version)
         return existed
@@ -233,7 +293,7 @@ class Store:
         the same in any order. This looks at every key: O(number of keys).
         """
         if version <= self.flush_version:
-            self.stats.stale_writes += 1
+            self._stats.stale_writes += 1
             return []
         if self._within_grace(version):
             previous = self.pattern_removals.get(pattern, NO_VERSION)
@@ -250,7 +310,7 @@ class Store:
             entry = self._entries.get(key)
             if entry is not None and not entry.expired(now):
                 removed.append(key)
-                self.stats.removes += 1
+                self._stats.removes += 1
             self._forget(key)
         return removed
 
@@ -260,13 +320,12 @@ class Store:
         O(number of keys).
         """
         if version <= self.flush_version:
-            self.stats.stale_writes += 1
+            self._stats.stale_writes += 1
             return False
         self.flush_version = version
         survivors = [e for e in self._entries.items() if e[1].version > version]
         tombstones = [t for t in self._tombstones.items() if t[1] > version]
-        self._entries.clear()
-        self._policy.clear()
+        self._policy.clear()  # and so self._entries
         self._tombstones.clear()
         self._tombstone_heap.clear()
         self._evicted.clear()
@@ -276,11 +335,10 @@ class Store:
         self._expiring.clear()
         self._expiry_heap.clear()
         for key, entry in survivors:
-            self._entries[key] = entry
             self._file_in_bucket(key)
             self._toggle(key, entry.version)
             self._file_expiry(key, entry.expires_at)
-            for victim in self._policy.add(key, key_cost(key, entry.value)):
+            for victim in self._policy.insert(entry):
                 self._evict(victim)
         for key, tomb_version in tombstones:
             self._entomb(key, tomb_version)
@@ -303,7 +361,7 @@ class Store:
                 if entry is not None and entry.expired(now):
                     self._forget(key)
                     removed += 1
-        self.stats.expirations += removed
+        self._stats.expirations += removed
         self._purge_tombstones(now)
         return removed
 
@@ -367,14 +425,18 @@ class Store:
         stale = (
             version <= self.flush_version
             or (known is not None and version <= known)
-            or any(
-                version < removal and matcher(pattern)(key)
-                for pattern, removal in self.pattern_removals.items()
-            )
+            or self._removed_by_pattern(key, version)
         )
         if stale:
-            self.stats.stale_writes += 1
+            self._stats.stale_writes += 1
         return stale
+
+    def _removed_by_pattern(self, key: str, version: Version) -> bool:
+        """Whether a newer pattern removal that matches `key` keeps `version` out."""
+        return any(
+            version < removal and matcher(pattern)(key)
+            for pattern, removal in self.pattern_removals.items()
+        )
 
     def _within_grace(self, version: Version) -> bool:
         return physical_ms(version[0]) + self.tombstone_grace_ms > self._clock.now_ms()
@@ -408,9 +470,8 @@ class Store:
 
     def _forget(self, key: str) -> None:
         """Take out whatever the store knows of `key`: entry, tombstone or memo."""
-        entry = self._entries.pop(key, None)
+        entry = self._policy.remove(key)
         if entry is not None:
-            self._policy.remove(key)
             self._unfile_expiry(key, entry.expires_at)
             self._toggle(key, entry.version)
         version = self._tombstones.pop(key, None) or self._evicted.pop(key, None)
@@ -418,11 +479,9 @@ class Store:
             self._toggle(key, version)
         self._discard_from_bucket(key)
 
-    def _evict(self, key: str) -> None:
-        """The policy let `key` go: keep only its version, so digests still agree."""
-        entry = self._entries.pop(key, None)
-        if entry is None:
-            return
+    def _evict(self, entry: Entry) -> None:
+        """The policy let `entry` go: keep only its version, so digests still agree."""
+        key = entry.key
         self._unfile_expiry(key, entry.expires_at)
         self._evicted[key] = entry.version  # its fingerprint stays in the digest
         if len(self._evicted) > EVICTION_MEMO_SIZE:
@@ -435,17 +494,23 @@ class Store:
             return
         bucket = bucket_of(key)
         keys = self._buckets.get(bucket)
-        if keys is not None:
-            keys.discard(key)
-            if not keys:
-                del self._buckets[bucket]
+        if keys is None:
+            return
+        try:
+            keys.remove(key)
+        except ValueError:
+            return
+        if not keys:
+            del self._buckets[bucket]
 
     def _file_in_bucket(self, key: str) -> None:
+        """File `key`, which must not be filed yet (it is known nowhere else)."""
         bucket = bucket_of(key)
         keys = self._buckets.get(bucket)
         if keys is None:
-            keys = self._buckets[bucket] = set()
-        keys.add(key)
+            self._buckets[bucket] = [key]
+        else:
+            keys.append(key)
 
     def _file_expiry(self, key: str, expires_at: int) -> None:
         if expires_at == NO_EXPIRY:
