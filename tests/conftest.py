@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import httpx
 import pytest
+from hypothesis import settings
 
 from phoenix.clock import FakeClock
 from phoenix.config import Config
@@ -18,6 +19,11 @@ if TYPE_CHECKING:
 
 
 T = TypeVar("T")
+
+# Property tests check behaviour, not speed: no per-example deadline, which a
+# loaded CI machine would turn into flaky failures.
+settings.register_profile("phoenix", deadline=None)
+settings.load_profile("phoenix")
 
 
 def pick_free_port() -> int:
