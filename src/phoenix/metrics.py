@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -20,10 +20,10 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from phoenix.histogram import Histogram
 from phoenix.limits import ASGIApp, Message, Receive, Scope, Send
 from phoenix.node import Node
 from phoenix.peers import PeerState
-from phoenix.replication import LAG_BUCKETS
 
 # Paths reported by name; any other path is counted as "other", so that
 # scanners cannot blow up the number of time series.
@@ -115,14 +115,10 @@ class NodeCollector(Collector):
 
     def _replication_lag(self) -> Metric:
         lag = self.node.replication_lag
-        cumulative, buckets = 0, []
-        for bound, count in zip((*map(repr, LAG_BUCKETS), "+Inf"), lag.counts, strict=True):
-            cumulative += count
-            buckets.append((bound, cumulative))
         return HistogramMetricFamily(
             "phoenix_replication_lag_seconds",
             "Time from a pushed write's origin (its version's clock) to its apply here",
-            buckets=buckets,
+            buckets=lag.buckets(),
             sum_value=lag.sum_seconds,
         )
 
@@ -144,28 +140,24 @@ class RefusalCollector(Collector):
         yield family
 
 
-class RequestMetrics:
-    """ASGI middleware counting requests by route and status, and timing them."""
+# Bounds of the request latency histogram's buckets, in seconds.
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class RequestMetrics(Collector):
+    """ASGI middleware counting requests by route and status, and timing them.
+
+    Also the collector of those figures: prometheus-client's Counter and
+    Histogram take a lock and check their labels on every call, where a
+    request here adds to plain counts, turned into metric families only
+    when scraped.
+    """
 
     def __init__(self, app: ASGIApp, registry: CollectorRegistry) -> None:
         self.app = app
-        self.requests = Counter(
-            "phoenix_requests",
-            "HTTP requests answered",
-            ["route", "status"],
-            registry=registry,
-        )
-        self.latency = Histogram(
-            "phoenix_request_duration_seconds",
-            "Time to answer an HTTP request",
-            ["route"],
-            registry=registry,
-            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
-        )
-        # labels() locks and checks on every call; the routes and statuses
-        # are few, so each child is looked up once.
-        self._timers: dict[str, Histogram] = {}
-        self._counts: dict[tuple[str, int], Counter] = {}
+        self.counts: dict[tuple[str, int], int] = {}
+        self.latency: dict[str, Histogram] = {}
+        registry.register(self)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -185,14 +177,26 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, recording_send)
         finally:
-            timer = self._timers.get(route)
-            if timer is None:
-                timer = self._timers[route] = self.latency.labels(route)
-            timer.observe(time.perf_counter() - started)
-            count = self._counts.get((route, status))
-            if count is None:
-                count = self._counts[route, status] = self.requests.labels(route, str(status))
-            count.inc()
+            counts = self.counts
+            counts[route, status] = counts.get((route, status), 0) + 1
+            latency = self.latency.get(route)
+            if latency is None:
+                latency = self.latency[route] = Histogram(LATENCY_BUCKETS)
+            latency.observe(time.perf_counter() - started)
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "phoenix_requests", "HTTP requests answered", labels=["route", "status"]
+        )
+        for (route, status), count in sorted(self.counts.items()):
+            requests.add_metric([route, str(status)], count)
+        yield requests
+        family = HistogramMetricFamily(
+            "phoenix_request_duration_seconds", "Time to answer an HTTP request", labels=["route"]
+        )
+        for route, latency in sorted(self.latency.items()):
+            family.add_metric([route], latency.buckets(), latency.sum_seconds)
+        yield family
 
 
 def node_registry(node: Node) -> CollectorRegistry:

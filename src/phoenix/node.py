@@ -20,11 +20,12 @@ import trio
 from phoenix.clock import Clock, HybridClock, Version, WallClock, physical_ms
 from phoenix.config import Config
 from phoenix.errors import InvalidRequest, NotReady, PeerCallFailed, TooLarge
+from phoenix.histogram import Histogram
 from phoenix.ops import FlushOp, Op, RemoveMatchingOp, RemoveOp, SetOp
 from phoenix.peer_client import PeerClient
 from phoenix.peers import Peer, PeerState
 from phoenix.recovery import CatchUpReport, catch_up
-from phoenix.replication import Acks, LagHistogram, Outbox, Queued, replicate
+from phoenix.replication import LAG_BUCKETS, Acks, Outbox, Queued, replicate
 from phoenix.store import NO_EXPIRY, Entry, Store
 
 log = logging.getLogger("phoenix")
@@ -80,7 +81,7 @@ class Node:
         self.last_catch_up: CatchUpReport | None = None
         self.catch_up_runs = 0
         self.catch_up_bytes = 0
-        self.replication_lag = LagHistogram()
+        self.replication_lag = Histogram(LAG_BUCKETS)
         self._transport = transport
         self._client: PeerClient | None = None
         self._catch_up_wanted = trio.Event()
@@ -178,13 +179,16 @@ class Node:
 
     def write(self, op: Op, acks: Acks | None = None) -> object:
         """Apply a write made here and queue it to every peer that takes pushes."""
-        result = self.apply(op)
+        result = self._apply_to_store(op)  # its version comes from our clock: nothing to observe
         self._push(op, acks)
         return result
 
     def apply(self, op: Op) -> object:
         """Apply a versioned write, local or from a peer (last writer wins)."""
         self.hlc.observe(op.version[0])
+        return self._apply_to_store(op)
+
+    def _apply_to_store(self, op: Op) -> object:
         store = self.store
         if isinstance(op, SetOp):
             return store.set(op.key, op.value, op.content_type, op.expires_at, op.version)
@@ -218,9 +222,13 @@ class Node:
         return (self.hlc.now(), self.id)
 
     def _push(self, op: Op, acks: Acks | None) -> None:
-        queued = Queued(op, acks)
+        queued = None
         for peer in self.peers:
-            if peer.accepts_pushes and not peer.outbox.put(queued):
+            if not peer.accepts_pushes:
+                continue
+            if queued is None:  # one for every outbox, and none without peers
+                queued = Queued(op, acks)
+            if not peer.outbox.put(queued):
                 peer.fell_behind()
                 self._catch_up_wanted.set()
 

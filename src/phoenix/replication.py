@@ -10,7 +10,6 @@ The receiving node times each pushed write from its version (LagHistogram).
 
 from __future__ import annotations
 
-import bisect
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -48,28 +47,6 @@ LAG_BUCKETS = (
     10.0,
     30.0,
 )
-
-
-@attrs.define
-class LagHistogram:
-    """How long pushed writes took from their origin to being applied here.
-
-    A write's lag is the wall-clock time it was applied on this node minus
-    the physical (millisecond) part of its hybrid timestamp, stamped when the
-    origin node made it: millisecond resolution, and across machines it is
-    off by their clock skew (a negative difference counts as 0). Counts per
-    bucket of LAG_BUCKETS, the last for anything larger; read by /metrics.
-    """
-
-    counts: list[int] = attrs.field(factory=lambda: [0] * (len(LAG_BUCKETS) + 1))
-    total: int = 0
-    sum_seconds: float = 0.0
-
-    def observe(self, seconds: float) -> None:
-        seconds = max(0.0, seconds)
-        self.counts[bisect.bisect_left(LAG_BUCKETS, seconds)] += 1
-        self.total += 1
-        self.sum_seconds += seconds
 
 
 @attrs.define(eq=False)

@@ -184,6 +184,11 @@ class Keys:
     def required(self) -> bool:
         return bool(self._read_only or self._read_write)
 
+    @property
+    def configured(self) -> bool:
+        """Whether any key is set, the cluster key included."""
+        return self.required or bool(self._cluster)
+
     def refusal(self, path: str, presented: str | None) -> tuple[int, str] | None:
         """Why the request may not go on, as (status, message); None when it may."""
         if path.startswith(INTERNAL_PREFIX):
@@ -270,9 +275,11 @@ class Guard:
         self.keys = keys
         self.trusted_proxies = trusted_proxies
         self.refused: Counter[int] = Counter()
+        # Nothing to check: no whitelist, no keys, no proxies to see through.
+        self.open = whitelist is None and not keys.configured and not trusted_proxies
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
+        if self.open or scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
         address = client_address(scope, self.trusted_proxies)
