@@ -394,6 +394,23 @@ def test_reads_are_counted_into_the_sketch_when_the_key_moves_or_leaves() -> Non
     assert estimate("light5") == 5
 
 
+def test_an_overwrite_counts_as_a_read() -> None:
+    policy = Policy(100, 1024, 1, adaptive=False)
+    fill_with_light_keys(policy, 100)
+    estimate = policy._sketch.estimate
+    reads = policy.reads
+    # Same cost: nothing moves and nothing is let go, as for a read...
+    assert policy.update("light0", 1) == []
+    assert keys_of(policy._probation)[0] == "light0"
+    assert policy.reads == reads + 1 and policy.nodes["light0"].hits == 1
+    # ...and the key is promoted when a newcomer looks for its victim, with
+    # the access counted into the sketch then.
+    assert estimate("light0") == 1
+    assert policy.add("new", 1) == ["light99"]
+    assert keys_of(policy._protected) == ["light0"]
+    assert estimate("light0") == 2
+
+
 # -- sizes ------------------------------------------------------------------------------
 
 

@@ -116,7 +116,8 @@ class Node:
         self, key: str, value: bytes, content_type: str, ttl: int, acks: Acks | None = None
     ) -> bool:
         """Store `value` for `ttl` seconds (0: no expiry); False if not admitted."""
-        return not self.set_many([(key, value, content_type)], ttl, acks)
+        self._check_item(key, value)
+        return self._set(key, value, content_type, self._expiry_after(ttl), acks)
 
     def set_many(
         self, items: Sequence[tuple[str, bytes, str]], ttl: int, acks: Acks | None = None
@@ -127,21 +128,14 @@ class Node:
         waits for the last write only: a peer applies a batch in order.
         """
         for key, value, _ in items:
-            self.check_key(key)
-            if len(value) > self.config.max_value_size:
-                raise TooLarge(
-                    f"value is larger than max_value_size ({self.config.max_value_size} bytes)"
-                )
-        if not 0 <= ttl <= MAX_TTL_SECONDS:
-            raise InvalidRequest(f"ttl must be between 0 and {MAX_TTL_SECONDS} seconds")
-        expires_at = self.clock.now_ms() + ttl * 1000 if ttl else NO_EXPIRY
-        refused = []
-        for index, (key, value, content_type) in enumerate(items):
-            op = SetOp(key, value, content_type, expires_at, self._next_version())
-            last = index == len(items) - 1
-            if not self.write(op, acks if last else None):
-                refused.append(key)
-        return refused
+            self._check_item(key, value)
+        expires_at = self._expiry_after(ttl)
+        last = len(items) - 1
+        return [
+            key
+            for index, (key, value, content_type) in enumerate(items)
+            if not self._set(key, value, content_type, expires_at, acks if index == last else None)
+        ]
 
     def set_until(
         self, key: str, value: bytes, content_type: str, expires_at: int, acks: Acks | None = None
@@ -153,16 +147,34 @@ class Node:
         changing a key's expiry (a new versioned write of the same value).
         False if not admitted.
         """
+        self._check_item(key, value)
+        if expires_at != NO_EXPIRY and not (
+            0 < expires_at <= self.clock.now_ms() + MAX_TTL_SECONDS * 1000
+        ):
+            raise InvalidRequest(f"expiry must be within {MAX_TTL_SECONDS} seconds from now")
+        return self._set(key, value, content_type, expires_at, acks)
+
+    def _check_item(self, key: str, value: bytes) -> None:
         self.check_key(key)
         if len(value) > self.config.max_value_size:
             raise TooLarge(
                 f"value is larger than max_value_size ({self.config.max_value_size} bytes)"
             )
-        latest = self.clock.now_ms() + MAX_TTL_SECONDS * 1000
-        if not (expires_at == NO_EXPIRY or 0 < expires_at <= latest):
-            raise InvalidRequest(f"expiry must be within {MAX_TTL_SECONDS} seconds from now")
-        op = SetOp(key, value, content_type, expires_at, self._next_version())
-        return bool(self.write(op, acks))
+
+    def _expiry_after(self, ttl: int) -> int:
+        if not 0 <= ttl <= MAX_TTL_SECONDS:
+            raise InvalidRequest(f"ttl must be between 0 and {MAX_TTL_SECONDS} seconds")
+        return self.clock.now_ms() + ttl * 1000 if ttl else NO_EXPIRY
+
+    def _set(
+        self, key: str, value: bytes, content_type: str, expires_at: int, acks: Acks | None
+    ) -> bool:
+        """`write` of a SetOp, for the hot path: the op is built only when there are peers."""
+        version = self._next_version()
+        held = self.store.set(key, value, content_type, expires_at, version)
+        if self.peers:
+            self._push(SetOp(key, value, content_type, expires_at, version), acks)
+        return held
 
     def remove(self, key: str, acks: Acks | None = None) -> bool:
         self.check_key(key)

@@ -16,7 +16,8 @@ direction that helped (recency-heavy workloads get a larger window, frequency-
 heavy ones a smaller). It starts at `window_fraction`, and never goes below.
 
 A read costs the caller two counter increments (the node's `hits` and the
-policy's `reads`) and nothing else: the segments are intrusive lists threaded
+policy's `reads`) and nothing else, and so does an overwrite that does not
+make its key dearer: the segments are intrusive lists threaded
 through the nodes (phoenix.segment), and reads reorder them lazily, as CLOCK
 does. A key read since it was last placed is moved when it reaches the LRU
 end of its segment, instead of on every read: from probation it is promoted
@@ -379,29 +380,26 @@ class Policy(Generic[NodeT]):
     def resize(self, node: NodeT, cost: int) -> list[NodeT]:
         """Held `node`'s cost is now `cost` (an overwrite, which counts as an access).
 
+        The access is counted as a read is (on the node, reordered lazily,
+        and a hit for the climber, as Caffeine counts an update), so an
+        overwrite that does not make the key dearer costs no more than a read.
         Return the nodes let go: never `node` itself unless `cost > max_cost`.
         """
         if cost < 0:
             raise ValueError(f"cost must not be negative, not {cost!r}")
-        if self.reads != self._reads_ticked:
-            self._tick_reads()
-        self._sketch.increment(node.key)
+        node.hits += 1
+        self.reads += 1
         if cost > self.max_cost:
             self.remove(node.key)
             self.rejections += 1
             return [node]
-        # Reorder as a hit would, with the new cost.
+        growth = cost - node.cost
         segment = node.segment
         assert segment is not None
-        segment.cost += cost - node.cost
+        segment.cost += growth
         node.cost = cost
-        if segment is self._probation:
-            segment.unlink(node)
-            self._fold(node)
-            self._protected.push(node)
-            self._demote_protected_overflow()
-        else:
-            segment.move_to_end(node)
+        if growth <= 0:
+            return []
         evicted: list[NodeT] = []
         self._make_room(evicted, node)
         return evicted

@@ -111,7 +111,7 @@ def fingerprint(key: str, version: Version) -> int:
     """64 bits that stand for (key, version) in a bucket digest."""
     hasher = _FINGERPRINT_HASHER.copy()  # cheaper than building one with its parameters
     hasher.update(f"{key}\0{version[0]}\0{version[1]}".encode("utf-8", "surrogatepass"))
-    return int.from_bytes(hasher.digest(), "big")
+    return int.from_bytes(hasher.digest())  # big-endian
 
 
 _FINGERPRINT_HASHER = hashlib.blake2b(digest_size=8)
