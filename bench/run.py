@@ -791,7 +791,9 @@ def render_store(results: Results) -> list[str]:
         "(admission and eviction included). The Store is called as the node calls it: "
         "`store.get(key)` (which records the read for W-TinyLFU) and "
         "`store.set(key, value, content_type, expires_at, version)` with a new version per "
-        "write, which also keeps the bucket digests and the expiry index. The garbage "
+        "write, which also keeps the expiry index and notes the key for its bucket digest; "
+        "each set loop ends with `store.settle_digests()`, which brings the digests of the "
+        "keys written up to date (a node does that in the background). The garbage "
         "collector is off during each loop, as in timeit.",
         "",
     ]
@@ -976,7 +978,8 @@ def render_memory(results: Results) -> list[str]:
         "100-byte values, minus before, divided by the entries; the key and value objects "
         "are included. The Store has max_cost large enough to hold all (nothing is "
         "evicted) and a sketch of 1,000,000 counters allocated before the first reading; "
-        "each set carries its own version. "
+        "each set carries its own version, and the digests are settled before the second "
+        "reading (as a node does within a second). "
         f"{plural(sizes.memory_repeats, 'run')} each, alternating.",
         "",
     ]

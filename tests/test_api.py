@@ -20,7 +20,7 @@ from phoenix import __version__
 from phoenix.app import create_app
 from phoenix.clock import FakeClock
 from phoenix.config import Config
-from phoenix.node import MAX_TTL_SECONDS, Node
+from phoenix.node import MAX_TTL_SECONDS, SETTLE_BATCH, UPKEEP_INTERVAL, Node
 
 YEAR = 365 * 24 * 3600
 BINARY = bytes(range(256))
@@ -154,6 +154,19 @@ async def test_key_with_ttl_zero_never_expires(
     clock.advance(200 * YEAR)
     node.store.expire_due()
     assert (await client.get("/get?key=forever")).content == b"v"
+
+
+async def test_the_node_settles_digests_of_a_burst_of_writes_in_the_background(
+    node: Node, autojump_clock: trio.abc.Clock
+) -> None:
+    keys = [f"k{i}" for i in range(3 * SETTLE_BATCH)]  # more than one batch
+    node.set_many([(key, b"v", "t") for key in keys], 0)
+    assert node.store.settle_digests(0)  # noted, not yet hashed
+    async with trio.open_nursery() as nursery:
+        await nursery.start(node.run)
+        await trio.sleep(UPKEEP_INTERVAL * 1.5)
+        assert not node.store.settle_digests(0)
+        nursery.cancel_scope.cancel()
 
 
 @pytest.mark.parametrize(

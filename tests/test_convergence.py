@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import phoenix.store
 from phoenix.clock import LOGICAL_BITS, FakeClock
 from phoenix.ops import FlushOp, Op, RemoveMatchingOp, RemoveOp, SetOp
-from phoenix.store import Store
+from phoenix.store import BUCKET_COUNT, ENTRY_OVERHEAD, Store, bucket_of, fingerprint
 
 START = FakeClock().now
 
@@ -27,15 +29,19 @@ OPS: st.SearchStrategy[Op] = st.one_of(
 def replay(ops: list[Op]) -> Store:
     store = Store(max_cost=10**9, num_counters=1000, buffer_items=4, clock=FakeClock())
     for op in ops:
-        if isinstance(op, SetOp):
-            store.set(op.key, op.value, op.content_type, op.expires_at, op.version)
-        elif isinstance(op, RemoveOp):
-            store.remove(op.key, op.version)
-        elif isinstance(op, RemoveMatchingOp):
-            store.remove_matching(op.pattern, op.version)
-        else:
-            store.flush(op.version)
+        apply(store, op)
     return store
+
+
+def apply(store: Store, op: Op) -> None:
+    if isinstance(op, SetOp):
+        store.set(op.key, op.value, op.content_type, op.expires_at, op.version)
+    elif isinstance(op, RemoveOp):
+        store.remove(op.key, op.version)
+    elif isinstance(op, RemoveMatchingOp):
+        store.remove_matching(op.pattern, op.version)
+    else:
+        store.flush(op.version)
 
 
 def state(store: Store) -> dict[str, tuple[bytes, object]]:
@@ -54,3 +60,62 @@ def test_any_order_and_any_replay_gives_the_same_state(ops: list[Op], data: st.D
     other = replay(shuffled + replayed)
     assert state(other) == state(reference)
     assert other.digests() == reference.digests()
+
+
+def recomputed_digests(store: Store) -> list[int]:
+    """The digests from scratch: every key the store knows, at the version it knows."""
+    digests = [0] * BUCKET_COUNT
+    for key in {*store._entries, *store._tombstones, *store._evicted}:
+        version = store.known_version(key)
+        assert version is not None
+        digests[bucket_of(key)] ^= fingerprint(key, version)
+    return digests
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    steps=st.lists(st.one_of(OPS, st.integers(0, 3), st.just("purge")), max_size=40),
+    max_cost=st.sampled_from([3 * ENTRY_OVERHEAD, 10**9]),
+)
+def test_digests_settled_in_any_batches_match_the_store(
+    steps: list[Op | int | str], max_cost: int
+) -> None:
+    # A small budget makes the policy evict and refuse: memos enter the digests too.
+    clock = FakeClock()
+    store = Store(
+        max_cost=max_cost, num_counters=1000, buffer_items=4, clock=clock, tombstone_grace_ms=20
+    )
+    for step in steps:
+        if step == "purge":  # the tombstones' grace is over
+            clock.advance(0.04)
+            store.expire_due()
+        elif isinstance(step, int):
+            store.settle_digests(step)  # a batch of the node's background settling
+        else:
+            assert isinstance(step, Op)
+            apply(store, step)
+    assert store.digests() == recomputed_digests(store)
+
+
+def test_digests_drop_purged_tombstones_and_forgotten_memos(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(phoenix.store, "EVICTION_MEMO_SIZE", 2)
+    clock = FakeClock()
+    store = Store(
+        max_cost=2 * ENTRY_OVERHEAD,
+        num_counters=1000,
+        buffer_items=4,
+        clock=clock,
+        tombstone_grace_ms=1000,
+    )
+    version = (clock.now << LOGICAL_BITS, "n1")
+    store.remove("gone", version)
+    for index in range(6):  # most are let go; the memo keeps the last two
+        store.set(f"k{index}", b"", "t", 0, ((clock.now + 1 + index) << LOGICAL_BITS, "n1"))
+        store.settle_digests()
+    assert store.digests() == recomputed_digests(store)
+    clock.advance(2)
+    store.expire_due()
+    assert store.tombstone("gone") is None
+    assert store.digests() == recomputed_digests(store)

@@ -33,9 +33,12 @@ log = logging.getLogger("phoenix")
 # Longest accepted TTL: 100 years keeps deadlines far inside any clock's range.
 MAX_TTL_SECONDS = 100 * 365 * 24 * 3600
 
-# How often expiry buckets are drained; expired keys are never returned in
-# between, because reads check the deadline too.
-EXPIRY_INTERVAL = 1.0
+# How often expiry buckets are drained (expired keys are never returned in
+# between, because reads check the deadline too) and digests settled.
+UPKEEP_INTERVAL = 1.0
+
+# Changed keys whose digests are settled between two checkpoints (a few ms).
+SETTLE_BATCH = 4096
 
 
 def peer_tls_context(config: Config) -> ssl.SSLContext:
@@ -262,7 +265,7 @@ class Node:
                 cluster_key=self.config.cluster_key,
             )
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._expire_forever)
+                nursery.start_soon(self._upkeep_forever)
                 for task in self.background:
                     nursery.start_soon(task)
                 for peer in self.peers:
@@ -274,10 +277,12 @@ class Node:
                     nursery.start_soon(self._heartbeat_forever)
                     nursery.start_soon(self._catch_up_forever)
 
-    async def _expire_forever(self) -> None:
+    async def _upkeep_forever(self) -> None:
         while True:
-            await trio.sleep(EXPIRY_INTERVAL)
+            await trio.sleep(UPKEEP_INTERVAL)
             self.store.expire_due()
+            while self.store.settle_digests(SETTLE_BATCH):
+                await trio.sleep(0)  # let requests in between batches
 
     async def _replicate_to(self, peer: Peer) -> None:
         client = self._peer_client()

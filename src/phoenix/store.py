@@ -152,6 +152,10 @@ class Store:
         # bucket (about keys / BUCKET_COUNT long), in C.
         self._buckets: dict[int, list[str]] = {}  # only non-empty buckets
         self._digests: list[int] = [0] * BUCKET_COUNT
+        # The keys changed since their digests were settled, each with the
+        # version its digest holds (None: none). A write only notes its key;
+        # `settle_digests` hashes once per key however often it was written.
+        self._unsettled: dict[str, Version | None] = {}
         # Keys by the wall-clock second in which they expire, and a heap of
         # those seconds: draining touches only the keys that are due.
         self._expiring: dict[int, set[str]] = {}
@@ -229,7 +233,7 @@ class Store:
         """
         # _stale, inlined: this is the write path.
         old = self._entries.get(key)
-        known = old.version if old is not None else self.known_version(key)
+        known = (old._stamp, old._writer) if old is not None else self.known_version(key)
         if (
             version <= self.flush_version
             or (known is not None and version <= known)
@@ -240,14 +244,13 @@ class Store:
         self._stats.sets += 1
         content_type = self._interned_types.setdefault(content_type, content_type)
         cost = key_cost(key, value)
+        if key not in self._unsettled:  # _note, inlined
+            self._unsettled[key] = known
         if old is not None:
             if old.expires_at:
                 self._unfile_expiry(key, old.expires_at)
             old.value, old.content_type = value, content_type
             old.expires_at, old.version = expires_at, version
-            # The old version leaves the digest and the new one enters it.
-            assert known is not None
-            self._digests[bucket_of(key)] ^= fingerprint(key, known) ^ fingerprint(key, version)
             evicted = self._policy.resize(old, cost)
             if expires_at:
                 self._file_expiry(key, expires_at)
@@ -255,17 +258,12 @@ class Store:
                 self._evict(victim)
             return key in self._entries
         else:
-            # A removed or evicted key is already filed in its bucket: only
-            # its old version leaves the digest.
-            known = self._tombstones.pop(key, None) or self._evicted.pop(key, None)
-            if known is None:
+            # A removed or evicted key is already filed in its bucket.
+            if self._tombstones.pop(key, None) is None and self._evicted.pop(key, None) is None:
                 self._file_in_bucket(key)
-            else:
-                self._toggle(key, known)
             evicted = self._policy.insert(
                 Entry(key, cost, value, content_type, expires_at, version)
             )
-        self._toggle(key, version)
         self._file_expiry(key, expires_at)
         for victim in evicted:
             self._evict(victim)
@@ -332,11 +330,12 @@ class Store:
         self.pattern_removals = {p: v for p, v in self.pattern_removals.items() if v > version}
         self._buckets.clear()
         self._digests = [0] * BUCKET_COUNT
+        self._unsettled.clear()
         self._expiring.clear()
         self._expiry_heap.clear()
         for key, entry in survivors:
+            self._note(key)  # nothing known now: the digests start from zero
             self._file_in_bucket(key)
-            self._toggle(key, entry.version)
             self._file_expiry(key, entry.expires_at)
             for victim in self._policy.insert(entry):
                 self._evict(victim)
@@ -399,7 +398,29 @@ class Store:
 
     def digests(self) -> list[int]:
         """Per bucket, the XOR of the fingerprints of every (key, version) known."""
+        self.settle_digests()
         return list(self._digests)
+
+    def settle_digests(self, limit: int | None = None) -> bool:
+        """Bring the digests of up to `limit` changed keys (all: None) up to
+        date; True while changed keys remain. The node settles in the
+        background, a batch at a time, so that `digests` has little left to do.
+        """
+        unsettled = self._unsettled
+        digests = self._digests
+        count = len(unsettled) if limit is None else min(limit, len(unsettled))
+        for _ in range(count):
+            key, held = unsettled.popitem()
+            now = self.known_version(key)
+            if now != held:
+                change = fingerprint(key, held) if held is not None else 0
+                if now is not None:
+                    change ^= fingerprint(key, now)
+                digests[bucket_of(key)] ^= change
+        if unsettled:
+            return True
+        self._unsettled = {}  # an emptied dict keeps its table: let a burst's go
+        return False
 
     def bucket_versions(self, bucket: int) -> dict[str, Version]:
         """Every key known in `bucket` with its version (entries, tombstones, memos)."""
@@ -441,17 +462,18 @@ class Store:
     def _within_grace(self, version: Version) -> bool:
         return physical_ms(version[0]) + self.tombstone_grace_ms > self._clock.now_ms()
 
-    def _toggle(self, key: str, version: Version) -> None:
-        """Add or take out (XOR is its own inverse) a (key, version) in its digest."""
-        self._digests[bucket_of(key)] ^= fingerprint(key, version)
+    def _note(self, key: str) -> None:
+        """What is known of `key` is about to change: its digest waits to be settled."""
+        if key not in self._unsettled:
+            self._unsettled[key] = self.known_version(key)
 
     def _entomb(self, key: str, version: Version) -> None:
         """Record a remove of `key` (whose other knowledge is already gone)."""
         if not self._within_grace(version):
             return
+        self._note(key)
         self._tombstones[key] = version
         self._file_in_bucket(key)
-        self._toggle(key, version)
         heapq.heappush(self._tombstone_heap, (version[0], key))
 
     def _purge_tombstones(self, now: int) -> None:
@@ -461,8 +483,8 @@ class Store:
             timestamp, key = heapq.heappop(heap)
             version = self._tombstones.get(key)
             if version is not None and version[0] == timestamp:
+                self._note(key)
                 del self._tombstones[key]
-                self._toggle(key, version)
                 self._discard_from_bucket(key)
         for pattern, version in list(self.pattern_removals.items()):
             if physical_ms(version[0]) <= horizon:
@@ -470,23 +492,23 @@ class Store:
 
     def _forget(self, key: str) -> None:
         """Take out whatever the store knows of `key`: entry, tombstone or memo."""
+        self._note(key)
         entry = self._policy.remove(key)
         if entry is not None:
             self._unfile_expiry(key, entry.expires_at)
-            self._toggle(key, entry.version)
-        version = self._tombstones.pop(key, None) or self._evicted.pop(key, None)
-        if version is not None:
-            self._toggle(key, version)
+        if self._tombstones.pop(key, None) is None:
+            self._evicted.pop(key, None)
         self._discard_from_bucket(key)
 
     def _evict(self, entry: Entry) -> None:
         """The policy let `entry` go: keep only its version, so digests still agree."""
         key = entry.key
         self._unfile_expiry(key, entry.expires_at)
-        self._evicted[key] = entry.version  # its fingerprint stays in the digest
+        self._evicted[key] = entry.version  # the same version: the digest stays
         if len(self._evicted) > EVICTION_MEMO_SIZE:
-            old_key, old_version = self._evicted.popitem(last=False)
-            self._toggle(old_key, old_version)
+            old_key = next(iter(self._evicted))
+            self._note(old_key)
+            del self._evicted[old_key]
             self._discard_from_bucket(old_key)
 
     def _discard_from_bucket(self, key: str) -> None:
