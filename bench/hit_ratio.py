@@ -54,6 +54,7 @@ import argparse
 import gzip
 import heapq
 import itertools
+import json
 import math
 import random
 import sys
@@ -370,12 +371,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--buffer-items", type=int, default=64)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--json", action="store_true", help="one JSON object per row")
     args = parser.parse_args(argv)
 
     trace = args.trace
     if trace is None and DEFAULT_TRACE.exists():
         trace = DEFAULT_TRACE
-    print(HEADER)
+    if not args.json:
+        print(HEADER)
     run(
         synthetic=not args.no_synthetic,
         length=args.length,
@@ -387,7 +390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         counters_per_entry=args.counters_per_entry,
         buffer_items=args.buffer_items,
         seed=args.seed,
-        show=print_row,
+        show=(lambda row: print(json.dumps(row._asdict()))) if args.json else print_row,
     )
     if trace is None:
         print("(no trace: pass --trace PATH)", file=sys.stderr)

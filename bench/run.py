@@ -45,7 +45,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import quote
 
 import attrs
@@ -131,9 +131,9 @@ FULL = Sizes(
     trace_limit=None,
     memory_entries=1_000_000,
     memory_repeats=3,
-    http_seconds=2,
+    http_seconds=3,
     http_warmup=1.0,
-    http_repeats=9,
+    http_repeats=11,
     lag_rate=1000.0,
     lag_seconds=5.0,
     lag_writers=16,
@@ -250,12 +250,21 @@ def bench_hit_ratio(sizes: Sizes, trace: Path | None) -> HitRatios:
         )
     trace_rows: list[HitRow] = []
     if trace is not None:
-        trace_rows = hit_ratio.run(
-            synthetic=False,
-            trace=trace,
-            trace_capacities=sizes.trace_capacities,
-            trace_limit=sizes.trace_limit,
-        )
+        # The policy's sketch hashes with Python's salted str hash: one process
+        # per hash seed, so that the figures show how much the salt moves them.
+        command = [
+            sys.executable,
+            str(BENCH / "hit_ratio.py"),
+            "--no-synthetic",
+            "--json",
+            f"--trace={trace}",
+            f"--trace-capacities={','.join(map(str, sizes.trace_capacities))}",
+            *([f"--trace-limit={sizes.trace_limit}"] if sizes.trace_limit else []),
+        ]
+        for seed in range(1, sizes.hit_seeds + 1):
+            env = {**os.environ, "PYTHONHASHSEED": str(seed)}
+            done = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
+            trace_rows += [HitRow(**json.loads(line)) for line in done.stdout.splitlines()]
     return HitRatios(synthetic, trace_rows, trace)
 
 
@@ -335,13 +344,16 @@ def http_targets() -> list[Target]:
     def batch(name: str, path: str, body: bytes, keys: int) -> Target:
         return Target(name, "phoenix", "POST", path, body, "application/json", keys)
 
+    get = f"/get?key={quote(key_of(0))}"
+    set_ = f"/set?key={quote(key_of(1000))}&ttl=0"
     return [
-        # Each phoenix row's ratio is to the bare row above it: a GET, and a
-        # POST of a 100-byte body (hypercorn's work for a body counts there too).
-        Target("bare ASGI, GET (ceiling)", "bare", "GET", "/"),
-        Target("GET /get", "phoenix", "GET", f"/get?key={quote(key_of(0))}"),
-        Target("bare ASGI, POST 100 bytes (ceiling)", "bare", "POST", "/", VALUE),
-        Target("POST /set", "phoenix", "POST", f"/set?key={quote(key_of(1000))}&ttl=0", VALUE),
+        # Each phoenix row's ratio is to the bare row above it, sent the same
+        # request: a GET, and a POST of a 100-byte body (hypercorn's work for
+        # a body counts there too).
+        Target("bare ASGI, GET (ceiling)", "bare", "GET", get),
+        Target("GET /get", "phoenix", "GET", get),
+        Target("bare ASGI, POST 100 bytes (ceiling)", "bare", "POST", set_, VALUE),
+        Target("POST /set", "phoenix", "POST", set_, VALUE),
         batch("POST /getKeys, 10 keys", "/getKeys", keys_body(10), 10),
         batch("POST /getKeys, 100 keys", "/getKeys", keys_body(100), 100),
         batch("POST /setKeys, 100 keys", "/setKeys?ttl=0", items_body(100), 100),
@@ -390,6 +402,40 @@ def children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+class CoreSplit(NamedTuple):
+    servers: set[int]
+    load: set[int]
+
+
+def core_split() -> CoreSplit | None:
+    """One core for the servers under HTTP load, the others for the load generator.
+
+    Pinned, neither competes with the other for a core, and the scheduler
+    does not move a server between cores in the middle of a run: on a 2-core
+    machine this narrowed the spread of the ratios. None with a single core.
+    """
+    cores = sorted(os.sched_getaffinity(0))
+    return CoreSplit({cores[-1]}, set(cores[:-1])) if len(cores) > 1 else None
+
+
+CORES = core_split()
+
+
+def cores_note() -> str:
+    if CORES is None:
+        return "One core: the load generator competes with the server for it. "
+    return (
+        f"Both servers are pinned to core {min(CORES.servers)} and the load generator to "
+        f"the other {plural(len(CORES.load), 'core')} (sched_setaffinity). "
+    )
+
+
+def pin_load() -> None:
+    """In the load generator's process, before it runs."""
+    if CORES is not None:
+        os.sched_setaffinity(0, CORES.load)
+
+
 async def load_with_wrk(
     wrk: str, url: str, target: Target, seconds: int, server_pid: int, folder: Path
 ) -> LoadResult:
@@ -405,7 +451,9 @@ async def load_with_wrk(
     command.append(url + target.path)
     server_before, client_before = process_cpu_seconds(server_pid), children_cpu_seconds()
     started = time.monotonic()
-    done = await trio.run_process(command, capture_stdout=True, capture_stderr=True, check=True)
+    done = await trio.run_process(
+        command, capture_stdout=True, capture_stderr=True, check=True, preexec_fn=pin_load
+    )
     elapsed = time.monotonic() - started
     server_cpu = process_cpu_seconds(server_pid) - server_before
     client_cpu = children_cpu_seconds() - client_before
@@ -429,7 +477,9 @@ async def load_with_python(
         f"--warmup={warmup}",
         f"--server-pid={server_pid}",
     ]
-    done = await trio.run_process(command, capture_stdout=True, capture_stderr=True, check=True)
+    done = await trio.run_process(
+        command, capture_stdout=True, capture_stderr=True, check=True, preexec_fn=pin_load
+    )
     figures = json.loads(done.stdout)
     return LoadResult(
         figures["requests_per_s"],
@@ -508,6 +558,9 @@ async def http_benchmark(sizes: Sizes, wrk: str | None, folder: Path) -> HttpRes
             phoenix_command, urls["phoenix"], "/ping", folder, "phoenix"
         )
         processes["bare"] = await start_server(bare_command, urls["bare"], "/", folder, "bare")
+        if CORES is not None:
+            for process in processes.values():
+                os.sched_setaffinity(process.pid, CORES.servers)
         async with httpx.AsyncClient(base_url=urls["phoenix"], timeout=5) as client:
             for index in range(100):
                 answer = await client.post(f"/set?key={quote(key_of(index))}&ttl=0", content=VALUE)
@@ -909,20 +962,23 @@ def render_hit_ratio(results: Results) -> list[str]:
         out += [
             f"The OLTP trace, `{hit.trace_path.name}`{limit}: {hit.trace[0].accesses:,} "
             'accesses, from N. Megiddo and D. S. Modha, "ARC: A Self-Tuning, Low Overhead '
-            'Replacement Cache", USENIX FAST 2003. One run: the trace is fixed, and the '
-            "policy's sketch hashes with Python's salted str hash, which moves its figures by "
-            "a few tenths of a point from one process to another (set PYTHONHASHSEED to "
-            "repeat a run exactly).",
+            "Replacement Cache\", USENIX FAST 2003. The trace is fixed, but the policy's "
+            "sketch hashes with Python's salted str hash, so its figures move from one "
+            f"process to another: {sizes.hit_seeds} runs, one process each, with PYTHONHASHSEED "
+            f"= 1 to {sizes.hit_seeds}; median, min-max in brackets.",
             "",
         ]
         body = [
             [
-                row.stream,
-                f"{row.capacity:,}",
-                *(f"{100 * getattr(row, f):.2f}" for f in ("policy", "static", "lru", "optimal")),
-                f"{100 * (row.policy - row.lru):+.2f}",
+                stream,
+                f"{capacity:,}",
+                *(
+                    Spread.of([getattr(r, f) for r in group]).cell(2, 100)
+                    for f in ("policy", "static", "lru", "optimal")
+                ),
+                Spread.of([r.policy - r.lru for r in group]).cell(2, 100),
             ]
-            for row in hit.trace
+            for (stream, capacity), group in grouped(hit.trace).items()
         ]
         out += table(header, body)
     return out
@@ -1035,12 +1091,13 @@ def render_http(results: Results) -> list[str]:
         "Both run for the whole benchmark; "
         f"{warmup}{plural(sizes.http_repeats, 'counted run')} per target in "
         "rotation; the ratio is to the ceiling of the same method measured in the same "
-        "rotation: the bare GET for GET /get, the bare POST of 100 bytes for the POST "
-        "routes (a body costs hypercorn work of its own). Keys are 24 "
+        "rotation: the bare GET (sent the same request as GET /get) for GET /get, the bare "
+        "POST of 100 bytes (sent the same request as POST /set) for the POST routes (a body "
+        "costs hypercorn work of its own). Keys are 24 "
         "bytes, values 100 bytes; the /getKeys keys are all present, and /setKeys writes "
-        "the same 100 keys each time. CPU columns are cores' "
+        f"the same 100 keys each time. {cores_note()}CPU columns are cores' "
         "worth of CPU time over the run: a server near 1.0 is the limit (trio serves on "
-        "one core); with only a few cores the load generator competes with it.",
+        "one core).",
         "",
     ]
     body = []

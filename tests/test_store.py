@@ -195,3 +195,22 @@ def test_entry_overhead_is_measured() -> None:
     headers = sys.getsizeof(keys[0]) - len(keys[0]) + sys.getsizeof(values[0]) - len(values[0])
     measured = (after - before) / count + headers
     assert ENTRY_OVERHEAD * 0.6 <= measured <= ENTRY_OVERHEAD * 1.4, measured
+
+
+def test_entries_let_go_are_freed_without_the_garbage_collector() -> None:
+    # A cycle left behind (an entry pointing at itself) would be freed only by
+    # the collector's passes over the whole heap, long after its cost was let go.
+    gc.collect()
+    gc.disable()
+    try:
+        store = Store(
+            max_cost=4 * ENTRY_OVERHEAD, num_counters=100, buffer_items=4, clock=FakeClock()
+        )
+        for i in range(50):  # evictions and refusals
+            store.set(f"k{i}", b"v", "t", NO_EXPIRY, (10 + i, "n1"))
+        for i in range(50):
+            store.remove(f"k{i}", (100 + i, "n1"))
+        store.flush((1000, "n1"))
+        assert gc.collect() == 0
+    finally:
+        gc.enable()

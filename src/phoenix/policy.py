@@ -42,7 +42,7 @@ import random
 from collections.abc import Iterator
 from typing import Generic, TypeVar, cast
 
-from phoenix.segment import Node, Segment
+from phoenix.segment import UNLINKED, Node, Segment
 
 __all__ = ["FrequencySketch", "Node", "Policy"]
 
@@ -429,7 +429,7 @@ class Policy(Generic[NodeT]):
             if node.hits:
                 self._fold(node)
             node.segment = None
-            node.prev = node.next = node
+            node.prev = node.next = UNLINKED
         self.nodes.clear()
         self._window.clear()
         self._probation.clear()

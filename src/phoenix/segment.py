@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-__all__ = ["Node", "Segment"]
+__all__ = ["UNLINKED", "Node", "Segment"]
 
 
 class Node:
@@ -30,8 +30,22 @@ class Node:
         # on a hit, the policy folds it into its sketch when it needs to.
         self.hits = 0
         self.segment: Segment | None = None
-        self.prev: Node = self
-        self.next: Node = self
+        # Out of any segment, a node points at UNLINKED, never at itself: a
+        # self-reference is a cycle, and a node dropped with one would wait
+        # for the garbage collector's full passes instead of going at once.
+        self.prev: Node = UNLINKED
+        self.next: Node = UNLINKED
+
+    @classmethod
+    def sentinel(cls) -> Node:
+        """A node linked to itself: a segment's head, or UNLINKED."""
+        node = cls.__new__(cls)
+        node.key, node.cost, node.hits, node.segment = "", 0, 0, None
+        node.prev = node.next = node
+        return node
+
+
+UNLINKED = Node.sentinel()
 
 
 class Segment:
@@ -41,7 +55,7 @@ class Segment:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.head = Node("", 0)  # the sentinel: head.next is the LRU node
+        self.head = Node.sentinel()  # head.next is the LRU node
         self.cost = 0
         self.count = 0
 
@@ -81,7 +95,7 @@ class Segment:
         prev, after = node.prev, node.next
         prev.next = after
         after.prev = prev
-        node.prev = node.next = node
+        node.prev = node.next = UNLINKED
         node.segment = None
         self.cost -= node.cost
         self.count -= 1

@@ -6,6 +6,7 @@ of tasks it owns.
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import ssl
@@ -58,6 +59,11 @@ async def serve(
     app = create_app(node)
     # The RESP listener (docs/resp.md), built before serving: a bad whitelist stops start-up.
     resp_server = RespServer.for_node(node) if config.resp_port else None
+    # What start-up built (modules, the app, the node: some 60,000 objects)
+    # lives as long as the process; frozen, the collector's full passes no
+    # longer walk it (bench/profiles.md: they took 4% of a GET load's CPU).
+    gc.collect()
+    gc.freeze()
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             await nursery.start(node.run)
