@@ -1,10 +1,10 @@
 """Anti-entropy: two nodes find and exchange only what differs between them.
 
 Every key lives in one of the store's buckets, and each bucket keeps the XOR
-of the fingerprints of the (key, version) pairs it knows (settled lazily: a
-write notes its key, and the digest is brought up to date in the background
-or when asked for). To catch up with a peer, a node fetches the peer's bucket digests,
-lists its own (key, version) pairs for the buckets whose digests differ, and
+of the fingerprints of the (key, version) pairs it knows (a write notes its
+key; the digest is brought up to date in the background, or when asked for).
+To catch up with a peer, a node fetches the peer's bucket digests, lists its
+own (key, version) pairs for the buckets whose digests differ, and
 the peer answers with the writes the node lacks and the keys it wants in
 return; last writer wins decides each key. Work and bytes grow with the size
 of the difference, not of the cache.
