@@ -412,8 +412,11 @@ def core_split() -> CoreSplit | None:
 
     Pinned, neither competes with the other for a core, and the scheduler
     does not move a server between cores in the middle of a run: on a 2-core
-    machine this narrowed the spread of the ratios. None with a single core.
+    machine this narrowed the spread of the ratios. None with a single core,
+    or where the system cannot pin (sched_setaffinity is Linux's).
     """
+    if not hasattr(os, "sched_setaffinity"):
+        return None
     cores = sorted(os.sched_getaffinity(0))
     return CoreSplit({cores[-1]}, set(cores[:-1])) if len(cores) > 1 else None
 
@@ -423,7 +426,7 @@ CORES = core_split()
 
 def cores_note() -> str:
     if CORES is None:
-        return "One core: the load generator competes with the server for it. "
+        return "Not pinned to cores: the load generator may compete with a server for one. "
     return (
         f"Both servers are pinned to core {min(CORES.servers)} and the load generator to "
         f"the other {plural(len(CORES.load), 'core')} (sched_setaffinity). "
