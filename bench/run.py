@@ -954,7 +954,7 @@ def render_hit_ratio(results: Results) -> list[str]:
         "optimal",
         "W-TinyLFU - LRU (points)",
     ]
-    if hit.trace_path is None:
+    if hit.trace_path is None or not hit.trace:
         out += ["No trace: the OLTP trace was not found (pass --trace PATH).", ""]
     else:
         limit = (

@@ -214,3 +214,13 @@ def test_entries_let_go_are_freed_without_the_garbage_collector() -> None:
         assert gc.collect() == 0
     finally:
         gc.enable()
+
+
+def test_hits_count_reads_only() -> None:
+    store = make_store()
+    for stamp in range(1, 6):  # a write and four overwrites, as a replica applies them
+        store.set("k", b"v", "t", NO_EXPIRY, (stamp, "n1"))
+    assert store.stats.hits == 0
+    store.get("k")
+    store.get("missing")
+    assert (store.stats.hits, store.stats.misses, store.stats.sets) == (1, 1, 5)

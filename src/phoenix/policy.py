@@ -242,13 +242,13 @@ class Policy(Generic[NodeT]):
         "_probation",
         "_protected",
         "_protected_max",
-        "_reads_ticked",
         "_rng",
         "_sample_misses",
         "_sample_period",
-        "_sample_reads",
+        "_sample_start",
         "_sketch",
         "_step",
+        "_ticked",
         "_window",
         "_window_max",
         "_window_min",
@@ -257,6 +257,7 @@ class Policy(Generic[NodeT]):
         "nodes",
         "reads",
         "rejections",
+        "updates",
     )
 
     def __init__(
@@ -295,11 +296,14 @@ class Policy(Generic[NodeT]):
         # Hits on held keys, counted by the caller; the sketch's sample and
         # the climber's take their share from it.
         self.reads = 0
-        self._reads_ticked = 0
+        # Overwrites of held keys: accesses too (for the sketch and the
+        # climber), but not reads, which the store reports as its hits.
+        self.updates = 0
+        self._ticked = 0  # accesses counted towards the sketch's sample
         # The hill climber; its samples start once the cache is full.
         self._adaptive = adaptive
         self._full = False
-        self._sample_reads = 0  # `reads` when the sample started
+        self._sample_start = 0  # accesses when the sample started
         self._sample_misses = 0
         self._sample_period = _MIN_SAMPLE
         self._previous_hit_rate = 0.0
@@ -357,8 +361,8 @@ class Policy(Generic[NodeT]):
         key = node.key
         if key in self.nodes:
             raise ValueError(f"{key!r} is already held: resize it")
-        if self.reads != self._reads_ticked:
-            self._tick_reads()
+        if self._accesses() != self._ticked:
+            self._tick()
         self._sketch.increment(key)
         self._sample_misses += 1
         evicted: list[NodeT] = []
@@ -372,7 +376,7 @@ class Policy(Generic[NodeT]):
             self._make_room(evicted, None)
         if (
             self._adaptive
-            and self.reads - self._sample_reads + self._sample_misses >= self._sample_period
+            and self._accesses() - self._sample_start + self._sample_misses >= self._sample_period
         ):
             self._climb()
         return evicted
@@ -380,15 +384,16 @@ class Policy(Generic[NodeT]):
     def resize(self, node: NodeT, cost: int) -> list[NodeT]:
         """Held `node`'s cost is now `cost` (an overwrite, which counts as an access).
 
-        The access is counted as a read is (on the node, reordered lazily,
-        and a hit for the climber, as Caffeine counts an update), so an
-        overwrite that does not make the key dearer costs no more than a read.
+        The access is counted as a read's is (on the node, reordered lazily,
+        and a hit for the climber, as Caffeine counts an update) but in
+        `updates`, not `reads`: an overwrite that does not make the key dearer
+        costs no more than a read.
         Return the nodes let go: never `node` itself unless `cost > max_cost`.
         """
         if cost < 0:
             raise ValueError(f"cost must not be negative, not {cost!r}")
         node.hits += 1
-        self.reads += 1
+        self.updates += 1
         if cost > self.max_cost:
             self.remove(node.key)
             self.rejections += 1
@@ -435,16 +440,20 @@ class Policy(Generic[NodeT]):
         self._probation.clear()
         self._protected.clear()
         self._full = False
-        self._sample_reads = self.reads
+        self._sample_start = self._accesses()
         self._sample_misses = 0
 
     # -- internals ---------------------------------------------------------------
 
-    def _tick_reads(self) -> None:
-        """Count the reads since the last call towards the sketch's sample."""
-        reads = self.reads
-        self._sketch.tick(reads - self._reads_ticked)
-        self._reads_ticked = reads
+    def _accesses(self) -> int:
+        """Reads and overwrites of held keys so far."""
+        return self.reads + self.updates
+
+    def _tick(self) -> None:
+        """Count the accesses since the last call towards the sketch's sample."""
+        accesses = self._accesses()
+        self._sketch.tick(accesses - self._ticked)
+        self._ticked = accesses
 
     def _fold(self, node: Node) -> None:
         """Count `node`'s pending reads into the sketch (they were ticked already)."""
@@ -528,7 +537,7 @@ class Policy(Generic[NodeT]):
                 # The climber's first sample starts now: warming up says
                 # nothing about the window's size.
                 self._full = True
-                self._sample_reads = self.reads
+                self._sample_start = self._accesses()
                 self._sample_misses = 0
             victims: list[NodeT] = []
             estimate = self._sketch.estimate
@@ -616,10 +625,10 @@ class Policy(Generic[NodeT]):
 
     def _climb(self) -> None:
         """At the end of a sample, move budget between the window and the main area."""
-        hits = self.reads - self._sample_reads
+        hits = self._accesses() - self._sample_start
         requests = hits + self._sample_misses
         hit_rate = hits / requests
-        self._sample_reads = self.reads
+        self._sample_start = self._accesses()
         self._sample_misses = 0
         self._sample_period = max(_MIN_SAMPLE, _SAMPLE_PER_KEY * len(self))
         if not self._full:
