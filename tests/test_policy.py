@@ -394,7 +394,7 @@ def test_reads_are_counted_into_the_sketch_when_the_key_moves_or_leaves() -> Non
     assert estimate("light5") == 5
 
 
-def test_an_overwrite_counts_as_a_read() -> None:
+def test_an_overwrite_is_an_access_counted_as_a_read_is() -> None:
     policy = Policy(100, 1024, 1, adaptive=False)
     fill_with_light_keys(policy, 100)
     estimate = policy._sketch.estimate
