@@ -41,7 +41,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -403,7 +403,7 @@ def children_cpu_seconds() -> float:
 
 
 class CoreSplit(NamedTuple):
-    servers: set[int]
+    server: int
     load: set[int]
 
 
@@ -418,7 +418,7 @@ def core_split() -> CoreSplit | None:
     if not hasattr(os, "sched_setaffinity"):
         return None
     cores = sorted(os.sched_getaffinity(0))
-    return CoreSplit({cores[-1]}, set(cores[:-1])) if len(cores) > 1 else None
+    return CoreSplit(cores[-1], set(cores[:-1])) if len(cores) > 1 else None
 
 
 CORES = core_split()
@@ -428,7 +428,7 @@ def cores_note() -> str:
     if CORES is None:
         return "Not pinned to cores: the load generator may compete with a server for one. "
     return (
-        f"Both servers are pinned to core {min(CORES.servers)} and the load generator to "
+        f"Both servers are pinned to core {CORES.server} and the load generator to "
         f"the other {plural(len(CORES.load), 'core')} (sched_setaffinity). "
     )
 
@@ -563,7 +563,7 @@ async def http_benchmark(sizes: Sizes, wrk: str | None, folder: Path) -> HttpRes
         processes["bare"] = await start_server(bare_command, urls["bare"], "/", folder, "bare")
         if CORES is not None:
             for process in processes.values():
-                os.sched_setaffinity(process.pid, CORES.servers)
+                os.sched_setaffinity(process.pid, {CORES.server})
         async with httpx.AsyncClient(base_url=urls["phoenix"], timeout=5) as client:
             for index in range(100):
                 answer = await client.post(f"/set?key={quote(key_of(index))}&ttl=0", content=VALUE)
@@ -707,6 +707,11 @@ class Results:
     plots: dict[str, str] = attrs.field(factory=dict)  # section -> path relative to the report
     plot_note: str = ""
     only: frozenset[str] = frozenset()  # --only: the sections to run (all when empty)
+
+
+def percent_cell(ratios: Iterable[float]) -> str:
+    """Hit ratios (or their differences) of a group of runs, as a % median and spread."""
+    return Spread.of(list(ratios)).cell(2, 100)
 
 
 def grouped(rows: Sequence[HitRow]) -> dict[tuple[str, int], list[HitRow]]:
@@ -917,19 +922,16 @@ def render_hit_ratio(results: Results) -> list[str]:
     ]
     body = []
     for (stream, capacity), group in grouped(hit.synthetic).items():
-        cells = [
-            Spread.of([getattr(r, f) for r in group]).cell(2, 100)
-            for f in ("policy", "static", "lru")
-        ]
+        cells = [percent_cell(getattr(r, f) for r in group) for f in ("policy", "static", "lru")]
         bound = ["", "", ""]
         if all(r.online is not None for r in group):
             bound = [
-                Spread.of([r.online or 0.0 for r in group]).cell(2, 100),
-                Spread.of([(r.online or 0.0) - r.policy for r in group]).cell(2, 100),
-                Spread.of([r.optimal - (r.online or 0.0) for r in group]).cell(2, 100),
+                percent_cell(r.online or 0.0 for r in group),
+                percent_cell((r.online or 0.0) - r.policy for r in group),
+                percent_cell(r.optimal - (r.online or 0.0) for r in group),
             ]
-        optimal = Spread.of([r.optimal for r in group]).cell(2, 100)
-        gain = Spread.of([r.policy - r.lru for r in group]).cell(2, 100)
+        optimal = percent_cell(r.optimal for r in group)
+        gain = percent_cell(r.policy - r.lru for r in group)
         body.append([stream, f"{capacity:,}", *cells, bound[0], optimal, gain, bound[1], bound[2]])
     zipf_header = [
         "stream",
@@ -971,15 +973,13 @@ def render_hit_ratio(results: Results) -> list[str]:
             f"= 1 to {sizes.hit_seeds}; median, min-max in brackets.",
             "",
         ]
+        fields = ("policy", "static", "lru", "optimal")
         body = [
             [
                 stream,
                 f"{capacity:,}",
-                *(
-                    Spread.of([getattr(r, f) for r in group]).cell(2, 100)
-                    for f in ("policy", "static", "lru", "optimal")
-                ),
-                Spread.of([r.policy - r.lru for r in group]).cell(2, 100),
+                *(percent_cell(getattr(r, f) for r in group) for f in fields),
+                percent_cell(r.policy - r.lru for r in group),
             ]
             for (stream, capacity), group in grouped(hit.trace).items()
         ]

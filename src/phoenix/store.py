@@ -233,7 +233,7 @@ class Store:
         """
         # _stale, inlined: this is the write path.
         old = self._entries.get(key)
-        known = (old._stamp, old._writer) if old is not None else self.known_version(key)
+        known = old.version if old is not None else self.known_version(key)
         if (
             version <= self.flush_version
             or (known is not None and version <= known)
@@ -496,8 +496,8 @@ class Store:
         entry = self._policy.remove(key)
         if entry is not None:
             self._unfile_expiry(key, entry.expires_at)
-        if self._tombstones.pop(key, None) is None:
-            self._evicted.pop(key, None)
+        self._tombstones.pop(key, None)
+        self._evicted.pop(key, None)
         self._discard_from_bucket(key)
 
     def _evict(self, entry: Entry) -> None:
