@@ -16,7 +16,7 @@ import trio
 import trio.testing
 
 from conftest import layer
-from phoenix.limits import ASGIApp, Message, Receive, RequestLimits, Scope, Send, ShieldLastSend
+from phoenix.limits import ASGIApp, InFlightCap, Message, Receive, Scope, Send, ShieldLastSend
 from phoenix.node import Node
 from test_api import assert_error, put
 from test_limits import Exchange, http_scope
@@ -77,7 +77,7 @@ async def test_client_gone_before_the_body_is_in_gets_no_answer_and_nothing_is_s
     await app(scope, receive, exchange.send)
     assert exchange.messages == []
     assert (await client.get("/get", params={"key": "k"})).status_code == 404
-    assert layer(app, RequestLimits).in_flight == {}
+    assert layer(app, InFlightCap).in_flight == {}
 
 
 async def test_unexpected_failure_is_a_logged_json_500(

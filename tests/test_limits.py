@@ -20,7 +20,7 @@ import trio.testing
 from conftest import layer
 from phoenix.app import create_app
 from phoenix.config import Config
-from phoenix.limits import ASGIApp, Message, Receive, RequestLimits, Scope, Send
+from phoenix.limits import ASGIApp, InFlightCap, Message, Receive, RequestDeadline, Scope, Send
 from phoenix.node import Node
 
 
@@ -121,8 +121,13 @@ class HeldApp:
         self.served += 1
 
 
-def limits(app: ASGIApp, max_per_ip: int) -> RequestLimits:
-    return RequestLimits(app, max_per_ip=max_per_ip, read_timeout=5, write_timeout=5)
+def limits(app: ASGIApp, max_per_ip: int) -> InFlightCap:
+    return InFlightCap(app, max_per_ip=max_per_ip)
+
+
+def deadline(app: ASGIApp) -> InFlightCap:
+    """`app` behind the request deadline (2 + 3 s) and a cap of 1, as the Quart routes are."""
+    return InFlightCap(RequestDeadline(app, read_timeout=2, write_timeout=3), max_per_ip=1)
 
 
 async def held_request_from(app: ASGIApp, address: str, results: list[Exchange]) -> None:
@@ -163,7 +168,7 @@ async def set_in_flight(client: httpx.AsyncClient, key: str) -> AsyncIterator[No
 
 
 async def test_second_request_in_flight_from_same_address_is_429(app: ASGIApp) -> None:
-    limits = layer(app, RequestLimits)
+    limits = layer(app, InFlightCap)
     async with client_of(app, "127.0.0.1") as same, client_of(app, "10.0.0.2") as other:
         async with set_in_flight(same, "held"):
             assert limits.in_flight == {"127.0.0.1": 1}
@@ -197,7 +202,7 @@ async def test_sequential_requests_from_one_address_are_all_served(
 ) -> None:
     for _ in range(5):
         assert (await client.get("/ping")).status_code == 200
-    assert layer(app, RequestLimits).in_flight == {}
+    assert layer(app, InFlightCap).in_flight == {}
 
 
 async def test_cap_counts_requests_in_flight_per_address() -> None:
@@ -289,7 +294,7 @@ def sleeping_app(seconds: float) -> ASGIApp:
 async def test_request_past_deadline_is_answered_503(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    guard = RequestLimits(sleeping_app(60), max_per_ip=1, read_timeout=2, write_timeout=3)
+    guard = deadline(sleeping_app(60))
     start = trio.current_time()
     exchange = await call(guard, "192.0.2.1")
     assert trio.current_time() - start == pytest.approx(5)
@@ -301,7 +306,7 @@ async def test_request_past_deadline_is_answered_503(
 async def test_request_within_deadline_is_served(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    guard = RequestLimits(sleeping_app(4.9), max_per_ip=1, read_timeout=2, write_timeout=3)
+    guard = deadline(sleeping_app(4.9))
     exchange = await call(guard, "192.0.2.1")
     assert exchange.status == 200
 
@@ -314,7 +319,7 @@ async def test_deadline_after_response_started_sends_no_503(
         await trio.sleep(60)
         await send({"type": "http.response.body", "body": b"late"})
 
-    guard = RequestLimits(stalls_mid_response, max_per_ip=1, read_timeout=2, write_timeout=3)
+    guard = deadline(stalls_mid_response)
     exchange = await call(guard, "192.0.2.1")
     assert [message["type"] for message in exchange.messages] == ["http.response.start"]
     assert exchange.status == 200
@@ -335,4 +340,38 @@ async def test_body_not_received_within_read_timeout_is_408(
     assert response.headers["content-type"] == "application/json"
     assert "read_timeout" in response.json()["error"]
     assert (await client.get("/get?key=k")).status_code == 404
-    assert layer(app, RequestLimits).in_flight == {}
+    assert layer(app, InFlightCap).in_flight == {}
+
+
+async def stalled_send(message: Message) -> None:
+    await trio.sleep_forever()
+
+
+async def test_hot_route_is_cut_off_at_the_request_deadline(
+    app: ASGIApp, client: httpx.AsyncClient, autojump_clock: trio.testing.MockClock
+) -> None:
+    assert (await client.post("/set?key=k&ttl=0", content=b"v")).status_code == 200
+    scope = {**http_scope("192.0.2.1"), "path": "/get", "query_string": b"key=k"}
+    start = trio.current_time()
+    await app(scope, empty_body, stalled_send)
+    assert trio.current_time() - start == pytest.approx(10)
+    assert layer(app, InFlightCap).in_flight == {}
+
+
+async def test_body_in_within_read_timeout_leaves_the_write_its_time(
+    app: ASGIApp, client: httpx.AsyncClient, autojump_clock: trio.testing.MockClock
+) -> None:
+    parts = [b"first,", b"last"]
+
+    async def slow_body() -> Message:
+        if len(parts) == 1:
+            await trio.sleep(4.5)
+        return {"type": "http.request", "body": parts.pop(0), "more_body": bool(len(parts))}
+
+    scope = {**http_scope("192.0.2.1"), "method": "POST", "path": "/set"}
+    scope["query_string"] = b"key=k&ttl=0"
+    start = trio.current_time()
+    await app(scope, slow_body, stalled_send)
+    assert trio.current_time() - start == pytest.approx(10)
+    assert (await client.get("/get?key=k")).content == b"first,last"
+    assert layer(app, InFlightCap).in_flight == {}

@@ -22,8 +22,9 @@ from phoenix.hot_routes import HotRoutes
 from phoenix.internal_api import register_internal_routes
 from phoenix.limits import (
     ASGIApp,
+    InFlightCap,
     Receive,
-    RequestLimits,
+    RequestDeadline,
     Scope,
     Send,
     ShieldLastSend,
@@ -62,15 +63,13 @@ def create_app(node: Node, *, run_node: bool = False) -> ASGIApp:
         async def _start_node() -> None:
             await quart.nursery.start(node.run)
 
-    app: ASGIApp = RequestLimits(
-        HotRoutes(
-            ShieldLastSend(cast(ASGIApp, quart), write_timeout=config.write_timeout),
-            node,
-            max_body=max_body,
-        ),
-        max_per_ip=config.max_conns_per_ip,
+    quart_app = RequestDeadline(
+        ShieldLastSend(cast(ASGIApp, quart), write_timeout=config.write_timeout),
         read_timeout=config.read_timeout,
         write_timeout=config.write_timeout,
+    )
+    app: ASGIApp = InFlightCap(
+        HotRoutes(quart_app, node, max_body=max_body), max_per_ip=config.max_conns_per_ip
     )
     whitelist_path = config.whitelist_path
     whitelist = None if whitelist_path is None else WhitelistFile(whitelist_path)

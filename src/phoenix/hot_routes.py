@@ -7,12 +7,14 @@ contexts: profiled under load, that doubled the CPU time of a GET
 are answered here, in front of the Quart app, by the same rules
 (phoenix.api_rules) with the same answers, errors and limits; every other
 path goes on to Quart. The middleware in front of both (metrics, the guard,
-request limits) is the same.
+the in-flight cap) is the same; the request deadline, which RequestDeadline
+sets in front of Quart, is kept here in the cancel scope that bounds the body.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import trio
@@ -37,9 +39,9 @@ from phoenix.api_rules import (
     write_answer,
     write_concern,
 )
-from phoenix.errors import BodyTimeout, RequestError, TooLarge
+from phoenix.errors import RequestError, TooLarge
 from phoenix.internal_api import apply_batch
-from phoenix.limits import ASGIApp, Receive, Scope, Send
+from phoenix.limits import DEADLINE_EXCEEDED, ASGIApp, Receive, Scope, Send
 from phoenix.node import Node
 from phoenix.store import DEFAULT_CONTENT_TYPE
 
@@ -58,6 +60,9 @@ INTERNAL_ERROR = (
     "The server encountered an internal error and was unable to complete your request. "
     "Either the server is overloaded or there is an error in the application."
 )
+
+# The answer to nearly every /set (no write concern), encoded once.
+_STORED = {stored: dumps({"stored": stored}).encode() for stored in (True, False)}
 
 # (status, content type, body, extra headers)
 Reply = tuple[int, str, bytes, dict[str, str]]
@@ -79,6 +84,7 @@ class HotRoutes:
         self.node = node
         self.max_body = max_body
         self.read_timeout = node.config.read_timeout
+        self.write_timeout = node.config.write_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = _route_path(scope) if scope["type"] == "http" else ""
@@ -86,28 +92,39 @@ class HotRoutes:
         if methods is None:
             await self.app(scope, receive, send)
             return
-        try:
-            reply = await self._reply(path, methods, scope, receive)
-        except RequestError as error:
-            reply = _error(error.status, str(error))
-        except Disconnected:
-            return
-        except Exception:
-            log.exception("error answering %s %s", scope["method"], path)
-            reply = _error(500, INTERNAL_ERROR)
-        status, content_type, body, extra = reply
-        headers = [
-            (b"content-type", content_type.encode("latin-1")),
-            (b"content-length", b"%d" % len(body)),
-        ]
-        for name, value in extra.items():
-            headers.append((name.lower().encode(), value.encode("latin-1")))
-        # Sending is bounded by write_timeout in RequestLimits, in front.
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        # One cancel scope bounds the request, as RequestDeadline bounds the
+        # other routes: to read_timeout while the body is read (408), then,
+        # once `_body` has it, to read_timeout + write_timeout from the start
+        # (503 if nothing was sent). A cancel scope costs about as much as all
+        # the rest of a GET's route, so a request enters only this one.
+        body_deadline = trio.current_time() + self.read_timeout
+        deadline = body_deadline + self.write_timeout if path == "/get" else body_deadline
+        sending = False
+        with trio.CancelScope(deadline=deadline) as bound:
+            try:
+                reply = await self._reply(path, methods, scope, receive, bound)
+            except RequestError as error:
+                reply = _error(error.status, str(error))
+            except Disconnected:
+                return
+            except Exception:
+                log.exception("error answering %s %s", scope["method"], path)
+                reply = _error(500, INTERNAL_ERROR)
+            sending = True
+            await _send_reply(send, reply)
+        if bound.cancelled_caught and not sending:
+            if bound.deadline == body_deadline:  # still the body's: it was not all in
+                await _send_reply(send, _error(408, HTTP_MESSAGES[408]))
+            else:
+                await _send_reply(send, _error(503, DEADLINE_EXCEEDED))
 
     async def _reply(
-        self, path: str, methods: tuple[str, ...], scope: Scope, receive: Receive
+        self,
+        path: str,
+        methods: tuple[str, ...],
+        scope: Scope,
+        receive: Receive,
+        bound: trio.CancelScope,
     ) -> Reply:
         method = scope["method"]
         if method not in methods:
@@ -123,48 +140,78 @@ class HotRoutes:
             content_type, length = _body_headers(scope)
             key, ttl, acks = set_request(node, scope["query_string"], length)
             limit = node.config.max_value_size
-            value = await self._body(receive, limit, value_too_large(node))
+            value = await self._body(receive, limit, bound, value_too_large)
             stored = node.set(key, value, content_type or DEFAULT_CONTENT_TYPE, ttl, acks)
+            if acks is None:
+                return 200, JSON, _STORED[stored], {}
             return _json(await write_answer(node, acks, {"stored": stored}))
         if path == "/getKeys":
             node.check_ready()
-            keys = await self._json_body(scope, receive, GET_KEYS_BODY_ERROR)
+            keys = await self._json_body(scope, receive, bound, GET_KEYS_BODY_ERROR)
             return _json((200, found_entries(node, keys), {}))
         if path == "/internal/apply":
-            body = await self._json_body(scope, receive, "body must be JSON")
+            body = await self._json_body(scope, receive, bound, "body must be JSON")
             return _json((200, apply_batch(node, body), {}))
         params = parse_query(scope["query_string"])
         ttl = ttl_seconds(required(params, "ttl"))
         acks = write_concern(node, params)
-        items = batch_items(node, await self._json_body(scope, receive, SET_KEYS_BODY_ERROR))
+        body = await self._json_body(scope, receive, bound, SET_KEYS_BODY_ERROR)
+        items = batch_items(node, body)
         refused = node.set_many(items, ttl, acks)
         body = {"stored": len(items) - len(refused), "refused": refused}
         return _json(await write_answer(node, acks, body))
 
-    async def _json_body(self, scope: Scope, receive: Receive, error: str) -> Any:
+    async def _json_body(
+        self, scope: Scope, receive: Receive, bound: trio.CancelScope, error: str
+    ) -> Any:
         """The body parsed as JSON: 415 if declared as another type, 413 past
         `max_body`, InvalidRequest(`error`) when it is not JSON."""
         content_type, length = _body_headers(scope)
         check_json_type(content_type or "")
-        too_large = TooLarge(HTTP_MESSAGES[413])
         if length is not None and length > self.max_body:
-            raise too_large
-        return parse_json(await self._body(receive, self.max_body, too_large), error)
+            raise TooLarge(HTTP_MESSAGES[413])
+        body = await self._body(receive, self.max_body, bound, _body_too_large)
+        return parse_json(body, error)
 
-    async def _body(self, receive: Receive, limit: int, too_large: RequestError) -> bytes:
-        """The request body, refused with `too_large` as soon as it grows past `limit`."""
+    async def _body(
+        self,
+        receive: Receive,
+        limit: int,
+        bound: trio.CancelScope,
+        too_large: Callable[[Node], RequestError],
+    ) -> bytes:
+        """The request body, refused with `too_large(node)` as soon as it grows past `limit`.
+
+        Once it is in, `bound` (the request's deadline) moves on by write_timeout.
+        """
         body = bytearray()
-        with trio.move_on_after(self.read_timeout):
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    raise Disconnected
-                body += message.get("body", b"")
-                if len(body) > limit:
-                    raise too_large
-                if not message.get("more_body", False):
-                    return bytes(body)
-        raise BodyTimeout(HTTP_MESSAGES[408])
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise Disconnected
+            body += message.get("body", b"")
+            if len(body) > limit:
+                raise too_large(self.node)
+            if not message.get("more_body", False):
+                bound.deadline += self.write_timeout
+                return bytes(body)
+
+
+async def _send_reply(send: Send, reply: Reply) -> None:
+    # Sending is bounded by the request's deadline (as far as hypercorn lets a send be cancelled).
+    status, content_type, body, extra = reply
+    headers = [
+        (b"content-type", content_type.encode("latin-1")),
+        (b"content-length", b"%d" % len(body)),
+    ]
+    for name, value in extra.items():
+        headers.append((name.lower().encode(), value.encode("latin-1")))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _body_too_large(node: Node) -> TooLarge:
+    return TooLarge(HTTP_MESSAGES[413])
 
 
 def _route_path(scope: Scope) -> str:

@@ -2,9 +2,11 @@
 
 - max_conns_per_ip caps the requests in flight from one source address (not
   TCP connections: hypercorn does not tell the application about those);
-  past it the answer is 429.
+  past it the answer is 429 (`InFlightCap`, in front of every route).
 - A request must be read and answered within read_timeout + write_timeout;
-  past that it is cancelled and, if nothing was sent yet, answered 503.
+  past that it is cancelled and, if nothing was sent yet, answered 503
+  (`RequestDeadline`, in front of the Quart routes; phoenix.hot_routes
+  bounds its own requests in the same cancel scope that bounds the body).
   Reading the body alone is bounded by read_timeout (408), each socket read
   too (hypercorn's read_timeout), and waiting for a write's peers by
   write_timeout.
@@ -41,15 +43,16 @@ async def send_json_error(send: Send, status: int, message: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-class RequestLimits:
-    """ASGI middleware enforcing the per-address cap and the request deadline."""
+# The answer to a request that ran out of time before anything was sent (503).
+DEADLINE_EXCEEDED = "request not completed within read_timeout + write_timeout"
 
-    def __init__(
-        self, app: ASGIApp, *, max_per_ip: int, read_timeout: float, write_timeout: float
-    ) -> None:
+
+class InFlightCap:
+    """ASGI middleware: 429 past `max_per_ip` requests in flight from one address (0: no cap)."""
+
+    def __init__(self, app: ASGIApp, *, max_per_ip: int) -> None:
         self.app = app
         self.max_per_ip = max_per_ip
-        self.deadline = read_timeout + write_timeout
         self.in_flight: dict[str, int] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -65,6 +68,28 @@ class RequestLimits:
             )
             return
         self.in_flight[address] = in_flight + 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            left = self.in_flight[address] - 1
+            if left:
+                self.in_flight[address] = left
+            else:
+                del self.in_flight[address]
+
+
+class RequestDeadline:
+    """ASGI middleware: the request is cancelled past read_timeout + write_timeout, and
+    answered 503 if nothing was sent yet. The hot routes bound themselves the same way."""
+
+    def __init__(self, app: ASGIApp, *, read_timeout: float, write_timeout: float) -> None:
+        self.app = app
+        self.deadline = read_timeout + write_timeout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         started = False
 
         async def tracking_send(message: Message) -> None:
@@ -72,19 +97,10 @@ class RequestLimits:
             started = True
             await send(message)
 
-        try:
-            with trio.move_on_after(self.deadline) as deadline:
-                await self.app(scope, receive, tracking_send)
-            if deadline.cancelled_caught and not started:
-                await send_json_error(
-                    send, 503, "request not completed within read_timeout + write_timeout"
-                )
-        finally:
-            left = self.in_flight[address] - 1
-            if left:
-                self.in_flight[address] = left
-            else:
-                del self.in_flight[address]
+        with trio.move_on_after(self.deadline) as deadline:
+            await self.app(scope, receive, tracking_send)
+        if deadline.cancelled_caught and not started:
+            await send_json_error(send, 503, DEADLINE_EXCEEDED)
 
 
 class ShieldLastSend:

@@ -34,7 +34,7 @@ def hypercorn_config(config: Config) -> HypercornConfig:
     settings.bind = [config.bind]
     # hypercorn also closes a connection that sends nothing for this long while
     # its request is being answered, so it must cover a whole request (which
-    # RequestLimits bounds by read_timeout + write_timeout). Typed int in
+    # the app bounds by read_timeout + write_timeout). Typed int in
     # hypercorn, but only handed to trio.fail_after, which takes floats.
     settings.read_timeout = config.read_timeout + config.write_timeout  # type: ignore[assignment]
     settings.keep_alive_max_requests = config.max_requests_per_conn or _UNLIMITED_REQUESTS
