@@ -347,11 +347,20 @@ async def stalled_send(message: Message) -> None:
     await trio.sleep_forever()
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "query"),
+    [("GET", "/get", b"key=k"), ("POST", "/set", b"ttl=0")],  # a read; an error before the body
+)
 async def test_hot_route_is_cut_off_at_the_request_deadline(
-    app: ASGIApp, client: httpx.AsyncClient, autojump_clock: trio.testing.MockClock
+    app: ASGIApp,
+    client: httpx.AsyncClient,
+    autojump_clock: trio.testing.MockClock,
+    method: str,
+    path: str,
+    query: bytes,
 ) -> None:
     assert (await client.post("/set?key=k&ttl=0", content=b"v")).status_code == 200
-    scope = {**http_scope("192.0.2.1"), "path": "/get", "query_string": b"key=k"}
+    scope = {**http_scope("192.0.2.1"), "method": method, "path": path, "query_string": query}
     start = trio.current_time()
     await app(scope, empty_body, stalled_send)
     assert trio.current_time() - start == pytest.approx(10)

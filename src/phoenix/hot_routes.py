@@ -110,6 +110,8 @@ class HotRoutes:
             except Exception:
                 log.exception("error answering %s %s", scope["method"], path)
                 reply = _error(500, INTERNAL_ERROR)
+            if bound.deadline == body_deadline:  # answered without reading a body: an error
+                bound.deadline += self.write_timeout
             sending = True
             await _send_reply(send, reply)
         if bound.cancelled_caught and not sending:
