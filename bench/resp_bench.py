@@ -5,7 +5,8 @@
     python bench/resp_bench.py --json          # the figures as JSON instead of Markdown
 
 Starts `phoenix serve` with `resp_port` set and `redis-server --save '' --appendonly no`,
-both on free 127.0.0.1 ports, fills the same keyspace in both, then runs
+both on free 127.0.0.1 ports and pinned to one core (redis-benchmark to the others, as
+bench/cores.py places them), fills the same keyspace in both, then runs
 `redis-benchmark -t get,set -d 100 -r KEYSPACE -q --csv` against each in three modes
 (1 client; 50 clients; 50 clients with -P 16), alternating the servers, repeated.
 Then, unless --profile-seconds 0, py-spy samples `phoenix serve` under
@@ -39,6 +40,7 @@ from typing import Any
 
 import attrs
 
+import cores
 import replication
 from load import process_cpu_seconds
 
@@ -293,7 +295,9 @@ def run_benchmark(
 ) -> tuple[dict[str, tuple[float, float, float]], str, float]:
     before = process_cpu_seconds(pid)
     begun = time.monotonic()
-    done = subprocess.run(command, capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=RUN_TIMEOUT, preexec_fn=cores.pin_load
+    )
     elapsed = time.monotonic() - begun
     cpu = (process_cpu_seconds(pid) - before) / elapsed
     figures = parse_csv(done.stdout) if done.returncode == 0 else {}
@@ -383,7 +387,9 @@ def profile_phoenix(
     raw = folder / "profile.txt"
     with ExitStack() as stack:
         output = stack.enter_context((folder / "profile-load.txt").open("wb"))
-        loader = subprocess.Popen(load, stdout=output, stderr=subprocess.STDOUT)
+        loader = subprocess.Popen(
+            load, stdout=output, stderr=subprocess.STDOUT, preexec_fn=cores.pin_load
+        )
         try:
             time.sleep(1.0)  # let the 50 connections open
             record = [py_spy, "record", "-p", str(pid), "-d", f"{seconds:g}", "-r", "100"]
@@ -444,6 +450,8 @@ def run(sizes: RespSizes = FULL, log: Any = sys.stderr) -> RespResults:
             ),
             "redis": stack.enter_context(started(redis_command, redis_port, "redis", folder)),
         }
+        for pid in pids.values():
+            cores.pin_server(pid)
         before: dict[str, dict[str, str]] = {}
         for server, port in ports.items():
             client = Resp(port)
@@ -566,8 +574,9 @@ def render(results: RespResults) -> list[str]:
         f"{sizes.pipelined_requests:,} with -P 16; "
         f"{sizes.repeats} {'run' if sizes.repeats == 1 else 'runs'} per mode, alternating "
         "the servers (and which goes first); ratios are PhoenixCache ÷ redis-server of the "
-        "same repeat. *Server CPU* is cores' worth of CPU over the redis-benchmark command "
-        "(both tests): PhoenixCache serves on one core (trio), as does redis-server.",
+        f"same repeat. {cores.note()}*Server CPU* is cores' worth of CPU over the "
+        "redis-benchmark command (both tests): PhoenixCache serves on one core (trio), as "
+        "does redis-server.",
         "",
         "Commands (PORT is each server's):",
         "",

@@ -45,13 +45,14 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import attrs
 import httpx
 import trio
 
+import cores
 import hit_ratio
 import replication
 import resp_bench
@@ -402,43 +403,6 @@ def children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-class CoreSplit(NamedTuple):
-    server: int
-    load: set[int]
-
-
-def core_split() -> CoreSplit | None:
-    """One core for the servers under HTTP load, the others for the load generator.
-
-    Pinned, neither competes with the other for a core, and the scheduler
-    does not move a server between cores in the middle of a run: on a 2-core
-    machine this narrowed the spread of the ratios. None with a single core,
-    or where the system cannot pin (sched_setaffinity is Linux's).
-    """
-    if not hasattr(os, "sched_setaffinity"):
-        return None
-    cores = sorted(os.sched_getaffinity(0))
-    return CoreSplit(cores[-1], set(cores[:-1])) if len(cores) > 1 else None
-
-
-CORES = core_split()
-
-
-def cores_note() -> str:
-    if CORES is None:
-        return "Not pinned to cores: the load generator may compete with a server for one. "
-    return (
-        f"Both servers are pinned to core {CORES.server} and the load generator to "
-        f"the other {plural(len(CORES.load), 'core')} (sched_setaffinity). "
-    )
-
-
-def pin_load() -> None:
-    """In the load generator's process, before it runs."""
-    if CORES is not None:
-        os.sched_setaffinity(0, CORES.load)
-
-
 async def load_with_wrk(
     wrk: str, url: str, target: Target, seconds: int, server_pid: int, folder: Path
 ) -> LoadResult:
@@ -455,7 +419,7 @@ async def load_with_wrk(
     server_before, client_before = process_cpu_seconds(server_pid), children_cpu_seconds()
     started = time.monotonic()
     done = await trio.run_process(
-        command, capture_stdout=True, capture_stderr=True, check=True, preexec_fn=pin_load
+        command, capture_stdout=True, capture_stderr=True, check=True, preexec_fn=cores.pin_load
     )
     elapsed = time.monotonic() - started
     server_cpu = process_cpu_seconds(server_pid) - server_before
@@ -481,7 +445,7 @@ async def load_with_python(
         f"--server-pid={server_pid}",
     ]
     done = await trio.run_process(
-        command, capture_stdout=True, capture_stderr=True, check=True, preexec_fn=pin_load
+        command, capture_stdout=True, capture_stderr=True, check=True, preexec_fn=cores.pin_load
     )
     figures = json.loads(done.stdout)
     return LoadResult(
@@ -561,9 +525,8 @@ async def http_benchmark(sizes: Sizes, wrk: str | None, folder: Path) -> HttpRes
             phoenix_command, urls["phoenix"], "/ping", folder, "phoenix"
         )
         processes["bare"] = await start_server(bare_command, urls["bare"], "/", folder, "bare")
-        if CORES is not None:
-            for process in processes.values():
-                os.sched_setaffinity(process.pid, {CORES.server})
+        for process in processes.values():
+            cores.pin_server(process.pid)
         async with httpx.AsyncClient(base_url=urls["phoenix"], timeout=5) as client:
             for index in range(100):
                 answer = await client.post(f"/set?key={quote(key_of(index))}&ttl=0", content=VALUE)
@@ -1098,7 +1061,7 @@ def render_http(results: Results) -> list[str]:
         "POST of 100 bytes (sent the same request as POST /set) for the POST routes (a body "
         "costs hypercorn work of its own). Keys are 24 "
         "bytes, values 100 bytes; the /getKeys keys are all present, and /setKeys writes "
-        f"the same 100 keys each time. {cores_note()}CPU columns are cores' "
+        f"the same 100 keys each time. {cores.note()}CPU columns are cores' "
         "worth of CPU time over the run: a server near 1.0 is the limit (trio serves on "
         "one core).",
         "",
