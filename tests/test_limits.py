@@ -362,7 +362,8 @@ async def test_hot_route_is_cut_off_at_the_request_deadline(
     assert (await client.post("/set?key=k&ttl=0", content=b"v")).status_code == 200
     scope = {**http_scope("192.0.2.1"), "method": method, "path": path, "query_string": query}
     start = trio.current_time()
-    await app(scope, empty_body, stalled_send)
+    with trio.fail_after(60):
+        await app(scope, empty_body, stalled_send)
     assert trio.current_time() - start == pytest.approx(10)
     assert layer(app, InFlightCap).in_flight == {}
 
@@ -380,7 +381,58 @@ async def test_body_in_within_read_timeout_leaves_the_write_its_time(
     scope = {**http_scope("192.0.2.1"), "method": "POST", "path": "/set"}
     scope["query_string"] = b"key=k&ttl=0"
     start = trio.current_time()
-    await app(scope, slow_body, stalled_send)
+    with trio.fail_after(60):
+        await app(scope, slow_body, stalled_send)
     assert trio.current_time() - start == pytest.approx(10)
     assert (await client.get("/get?key=k")).content == b"first,last"
     assert layer(app, InFlightCap).in_flight == {}
+
+
+async def test_the_408_is_sent_within_the_request_deadline(
+    app: ASGIApp, autojump_clock: trio.testing.MockClock
+) -> None:
+    async def no_body() -> Message:
+        await trio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    tried: list[int] = []
+
+    async def stalled(message: Message) -> None:
+        tried.append(message["status"])
+        await trio.sleep_forever()
+
+    scope = {**http_scope("192.0.2.1"), "method": "POST", "path": "/set"}
+    scope["query_string"] = b"key=k&ttl=0"
+    start = trio.current_time()
+    with trio.fail_after(60):
+        await app(scope, no_body, stalled)
+    assert tried == [408]
+    assert trio.current_time() - start == pytest.approx(10)
+    assert layer(app, InFlightCap).in_flight == {}
+
+
+async def test_body_that_the_deadline_overtakes_is_408_and_not_stored(
+    app: ASGIApp, client: httpx.AsyncClient, autojump_clock: trio.testing.MockClock
+) -> None:
+    # The last part arrives just before read_timeout, but the request's task
+    # resumes only after it: trio has cancelled the request by then.
+    parts: trio.MemorySendChannel[Message]
+    parts, arrived = trio.open_memory_channel[Message](0)
+    exchange = Exchange()
+
+    async def send(message: Message) -> None:
+        await trio.lowlevel.checkpoint()  # as hypercorn's send does, first
+        await exchange.send(message)
+
+    async def late_client() -> None:
+        await trio.sleep(4.999)
+        parts.send_nowait({"type": "http.request", "body": b"v", "more_body": False})
+        autojump_clock.jump(0.002)
+
+    scope = {**http_scope("192.0.2.1"), "method": "POST", "path": "/set"}
+    scope["query_string"] = b"key=k&ttl=0"
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(late_client)
+        await app(scope, arrived.receive, send)
+    assert exchange.status == 408
+    assert (await client.get("/get?key=k")).status_code == 404

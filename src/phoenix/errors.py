@@ -5,6 +5,7 @@ PhoenixError
 ├── RequestError         a client asked for something the node refuses
 │   ├── InvalidRequest   malformed input (HTTP 400)
 │   ├── KeyNotFound      no live entry for the key (HTTP 404)
+│   ├── BodyTimeout      the request body did not arrive within read_timeout (HTTP 408)
 │   ├── TooLarge         a key, value or body over its configured maximum (HTTP 413)
 │   ├── UnsupportedType  a body declared as a type the route does not read (HTTP 415)
 │   └── NotReady         the node is still recovering its data (HTTP 503)
@@ -43,6 +44,10 @@ class InvalidRequest(RequestError):
 
 class KeyNotFound(RequestError):
     status = 404
+
+
+class BodyTimeout(RequestError):
+    status = 408
 
 
 class TooLarge(RequestError):

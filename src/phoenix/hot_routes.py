@@ -39,9 +39,9 @@ from phoenix.api_rules import (
     write_answer,
     write_concern,
 )
-from phoenix.errors import RequestError, TooLarge
+from phoenix.errors import BodyTimeout, RequestError, TooLarge
 from phoenix.internal_api import apply_batch
-from phoenix.limits import DEADLINE_EXCEEDED, ASGIApp, Receive, Scope, Send
+from phoenix.limits import DEADLINE_EXCEEDED, ASGIApp, Receive, Scope, Send, send_json_error
 from phoenix.node import Node
 from phoenix.store import DEFAULT_CONTENT_TYPE
 
@@ -98,9 +98,9 @@ class HotRoutes:
         # (503 if nothing was sent). A cancel scope costs about as much as all
         # the rest of a GET's route, so a request enters only this one.
         body_deadline = trio.current_time() + self.read_timeout
-        deadline = body_deadline + self.write_timeout if path == "/get" else body_deadline
+        deadline = body_deadline + self.write_timeout
         sending = False
-        with trio.CancelScope(deadline=deadline) as bound:
+        with trio.CancelScope(deadline=deadline if path == "/get" else body_deadline) as bound:
             try:
                 reply = await self._reply(path, methods, scope, receive, bound)
             except RequestError as error:
@@ -110,15 +110,22 @@ class HotRoutes:
             except Exception:
                 log.exception("error answering %s %s", scope["method"], path)
                 reply = _error(500, INTERNAL_ERROR)
-            if bound.deadline == body_deadline:  # answered without reading a body: an error
-                bound.deadline += self.write_timeout
-            sending = True
-            await _send_reply(send, reply)
-        if bound.cancelled_caught and not sending:
-            if bound.deadline == body_deadline:  # still the body's: it was not all in
-                await _send_reply(send, _error(408, HTTP_MESSAGES[408]))
-            else:
-                await _send_reply(send, _error(503, DEADLINE_EXCEEDED))
+            if not bound.cancel_called:  # else the scope would cancel the send: see below
+                if bound.deadline == body_deadline:  # answered before a body was read to its end
+                    bound.deadline = deadline
+                sending = True
+                await _send_reply(send, reply)
+        if sending:
+            return
+        if bound.cancelled_caught and bound.deadline == deadline:
+            await send_json_error(send, 503, DEADLINE_EXCEEDED)  # as RequestDeadline answers
+            return
+        # Out of time before the answer went: past the body's deadline, a 408 or
+        # the answer that was ready as it passed (a 413, or _body's 408), still
+        # within the request's deadline (past that, nothing, as for a stalled send).
+        late = _error(408, HTTP_MESSAGES[408]) if bound.cancelled_caught else reply
+        with trio.move_on_at(deadline):
+            await _send_reply(send, late)
 
     async def _reply(
         self,
@@ -195,12 +202,13 @@ class HotRoutes:
             if len(body) > limit:
                 raise too_large(self.node)
             if not message.get("more_body", False):
+                if bound.cancel_called:  # the deadline passed as the last part came in
+                    raise BodyTimeout(HTTP_MESSAGES[408])
                 bound.deadline += self.write_timeout
                 return bytes(body)
 
 
 async def _send_reply(send: Send, reply: Reply) -> None:
-    # Sending is bounded by the request's deadline (as far as hypercorn lets a send be cancelled).
     status, content_type, body, extra = reply
     headers = [
         (b"content-type", content_type.encode("latin-1")),
