@@ -552,15 +552,22 @@ async def http_benchmark(sizes: Sizes, wrk: str | None, folder: Path) -> HttpRes
         if sizes.http_warmup > 0:
             for target in targets:  # a warm-up pass, not counted
                 await load(target, sizes.http_warmup, 0.0)
-        for _ in range(sizes.http_repeats):
-            ceiling: float | None = None
-            for row in rows:
-                result = await load(row.target, sizes.http_seconds, min(0.5, sizes.http_warmup))
-                row.runs.append(result)
-                if row.target.server == "bare":
-                    ceiling = result.requests_per_s
-                if ceiling:
-                    row.ratios.append(result.requests_per_s / ceiling)
+        # Each ceiling with the rows measured against it; every other rotation
+        # runs a group backwards, so that neither side always goes first.
+        groups: list[list[HttpRow]] = []
+        for row in rows:
+            if row.target.server == "bare" or not groups:
+                groups.append([])
+            groups[-1].append(row)
+        for repeat in range(sizes.http_repeats):
+            for group in groups:
+                for row in group if repeat % 2 == 0 else group[::-1]:
+                    row.runs.append(
+                        await load(row.target, sizes.http_seconds, min(0.5, sizes.http_warmup))
+                    )
+                ceiling = group[0].runs[-1].requests_per_s
+                for row in group[1:]:
+                    row.ratios.append(row.runs[-1].requests_per_s / ceiling)
     finally:
         for process in processes.values():
             await stop_server(process)
@@ -1090,7 +1097,8 @@ def render_http(results: Results) -> list[str]:
         "rotation; the ratio is to the ceiling of the same method measured in the same "
         "rotation: the bare GET (sent the same request as GET /get) for GET /get, the bare "
         "POST of 100 bytes (sent the same request as POST /set) for the POST routes (a body "
-        "costs hypercorn work of its own). Keys are 24 "
+        "costs hypercorn work of its own). Every other rotation runs each ceiling and its "
+        "routes in the opposite order, so that neither side always goes first. Keys are 24 "
         "bytes, values 100 bytes; the /getKeys keys are all present, and /setKeys writes "
         f"the same 100 keys each time. {cores.note()}CPU columns are cores' "
         "worth of CPU time over the run: a server near 1.0 is the limit (trio serves on "
