@@ -14,7 +14,6 @@ sets in front of Quart, is kept here in the cancel scope that bounds the body.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
 import trio
@@ -149,7 +148,7 @@ class HotRoutes:
             content_type, length = _body_headers(scope)
             key, ttl, acks = set_request(node, scope["query_string"], length)
             limit = node.config.max_value_size
-            value = await self._body(receive, limit, bound, value_too_large)
+            value = await self._body(receive, limit, bound, value_too_large(node))
             stored = node.set(key, value, content_type or DEFAULT_CONTENT_TYPE, ttl, acks)
             if acks is None:
                 return 200, JSON, _STORED[stored], {}
@@ -164,8 +163,7 @@ class HotRoutes:
         params = parse_query(scope["query_string"])
         ttl = ttl_seconds(required(params, "ttl"))
         acks = write_concern(node, params)
-        body = await self._json_body(scope, receive, bound, SET_KEYS_BODY_ERROR)
-        items = batch_items(node, body)
+        items = batch_items(node, await self._json_body(scope, receive, bound, SET_KEYS_BODY_ERROR))
         refused = node.set_many(items, ttl, acks)
         body = {"stored": len(items) - len(refused), "refused": refused}
         return _json(await write_answer(node, acks, body))
@@ -177,19 +175,19 @@ class HotRoutes:
         `max_body`, InvalidRequest(`error`) when it is not JSON."""
         content_type, length = _body_headers(scope)
         check_json_type(content_type or "")
+        too_large = TooLarge(HTTP_MESSAGES[413])
         if length is not None and length > self.max_body:
-            raise TooLarge(HTTP_MESSAGES[413])
-        body = await self._body(receive, self.max_body, bound, _body_too_large)
-        return parse_json(body, error)
+            raise too_large
+        return parse_json(await self._body(receive, self.max_body, bound, too_large), error)
 
     async def _body(
         self,
         receive: Receive,
         limit: int,
         bound: trio.CancelScope,
-        too_large: Callable[[Node], RequestError],
+        too_large: RequestError,
     ) -> bytes:
-        """The request body, refused with `too_large(node)` as soon as it grows past `limit`.
+        """The request body, refused with `too_large` as soon as it grows past `limit`.
 
         Once it is in, `bound` (the request's deadline) moves on by write_timeout.
         """
@@ -200,7 +198,7 @@ class HotRoutes:
                 raise Disconnected
             body += message.get("body", b"")
             if len(body) > limit:
-                raise too_large(self.node)
+                raise too_large
             if not message.get("more_body", False):
                 if bound.cancel_called:  # the deadline passed as the last part came in
                     raise BodyTimeout(HTTP_MESSAGES[408])
@@ -218,10 +216,6 @@ async def _send_reply(send: Send, reply: Reply) -> None:
         headers.append((name.lower().encode(), value.encode("latin-1")))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-
-
-def _body_too_large(node: Node) -> TooLarge:
-    return TooLarge(HTTP_MESSAGES[413])
 
 
 def _route_path(scope: Scope) -> str:
