@@ -75,7 +75,9 @@ _HASHDOS_CHANCE = 1.0 / 128
 # - the window never shrinks below its starting share (window_fraction): below
 #   1% a new key competes for admission before a second access can show its
 #   worth, which cost 4 points on scan+hot, and frequency-heavy streams gain
-#   nothing from it.
+#   nothing from it. So the first step, out of the window, moves nothing: the
+#   climber leaves the floor once a sample's hit ratio drops by more than the
+#   noise, which depends on luck (tests/test_policy.py, sliding_stream).
 _STEP_FRACTION = 0.0625
 _STEP_DECAY = 0.98
 _RESTART_THRESHOLD = 0.05
