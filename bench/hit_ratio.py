@@ -210,59 +210,56 @@ def belady_hit_ratio(stream: Sequence[str], capacity: int) -> float:
     return hits / max(1, len(stream))
 
 
+def keep_most_valued(stream: Sequence[str], capacity: int, value_of: Callable[[str], int]) -> float:
+    """The hit ratio of a cache that, on demand from empty, holds the most valued keys seen.
+
+    `value_of(key)` is asked at each access of the key. A missed key is kept
+    when the cache has room or it is valued more than the least valued key
+    held (which is evicted); otherwise it is not kept.
+    """
+    held: dict[str, int] = {}  # key -> its value when last asked
+    heap: list[tuple[int, str]] = []  # (value, key): least valued first; stale ones skipped
+    hits = 0
+    for key in stream:
+        value = value_of(key)
+        if key in held:
+            hits += 1
+            if held[key] == value:
+                continue
+        elif len(held) >= capacity:
+            while held.get(heap[0][1]) != heap[0][0]:
+                heapq.heappop(heap)
+            if value <= heap[0][0]:
+                continue
+            del held[heapq.heappop(heap)[1]]
+        held[key] = value
+        heapq.heappush(heap, (value, key))
+    return hits / max(1, len(stream))
+
+
 def a0_hit_ratio(stream: Sequence[str], keys_by_rank: Sequence[str], capacity: int) -> float:
     """A0 on demand, from an empty cache: hold the most probable keys seen so far.
 
-    A missed key is kept when the cache has room or the key is more probable
-    than the least probable key held (which is evicted); otherwise it is not
-    kept. The cache thus holds the `capacity` most probable keys among those
-    seen, which maximizes the chance that each next access hits.
+    The cache thus holds the `capacity` most probable keys among those seen,
+    which maximizes the chance that each next access hits.
     """
     rank = {key: index for index, key in enumerate(keys_by_rank)}
-    held: set[str] = set()
-    heap: list[tuple[int, str]] = []  # (-rank, key): the least probable held key first
-    hits = 0
-    for key in stream:
-        if key in held:
-            hits += 1
-            continue
-        mine = rank[key]
-        if len(held) >= capacity:
-            if mine > -heap[0][0]:
-                continue
-            held.discard(heapq.heappop(heap)[1])
-        held.add(key)
-        heapq.heappush(heap, (-mine, key))
-    return hits / max(1, len(stream))
+    return keep_most_valued(stream, capacity, lambda key: -rank[key])
 
 
 def exact_lfu_hit_ratio(stream: Sequence[str], capacity: int) -> float:
     """An LFU that counts every access since the start exactly, without a memory limit.
 
-    A missed key is kept when the cache has room or its count is higher than
-    the least counted held key's (which is evicted); otherwise it is not kept.
     Where A0 knows the true probabilities, this knows what an online policy can
     learn of them, each key's count so far, without a sketch's errors or aging.
     """
     counts: dict[str, int] = {}
-    held: set[str] = set()
-    heap: list[tuple[int, str]] = []  # (count, key); stale entries skipped lazily
-    hits = 0
-    for key in stream:
-        count = counts[key] = counts.get(key, 0) + 1
-        if key in held:
-            hits += 1
-        elif len(held) >= capacity:
-            while heap[0][1] not in held or counts[heap[0][1]] != heap[0][0]:
-                heapq.heappop(heap)
-            if count <= heap[0][0]:
-                continue
-            held.discard(heapq.heappop(heap)[1])
-            held.add(key)
-        else:
-            held.add(key)
-        heapq.heappush(heap, (count, key))
-    return hits / max(1, len(stream))
+
+    def counted(key: str) -> int:
+        counts[key] = count = counts.get(key, 0) + 1
+        return count
+
+    return keep_most_valued(stream, capacity, counted)
 
 
 def online_bound(model: ZipfModel, capacity: int) -> tuple[float, float]:
