@@ -36,7 +36,7 @@ import trustme
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from phoenix import resp, resp_commands, resp_reactor, resp_server
+from phoenix import resp, resp_reactor, resp_server
 from phoenix.clock import FakeClock
 from phoenix.config import Config
 from phoenix.node import Node
@@ -91,12 +91,6 @@ async def ask(server: RespServer, line: bytes) -> bytes:
 @pytest.fixture
 def server(node: Node) -> RespServer:
     return RespServer(node)
-
-
-def test_the_command_module_s_examples() -> None:
-    failures, tried = doctest.testmod(resp_commands)
-    assert tried >= 1
-    assert failures == 0
 
 
 async def test_pipelined_commands_are_answered_in_one_write(server: RespServer) -> None:

@@ -24,6 +24,7 @@ from phoenix import __version__, resp
 from phoenix.errors import TooLarge
 from phoenix.node import MAX_TTL_SECONDS
 from phoenix.peers import PeerState
+from phoenix.redis_glob import glob_matcher
 from phoenix.resp import Command
 from phoenix.store import BUCKET_COUNT, DEFAULT_CONTENT_TYPE, NO_EXPIRY, Entry
 
@@ -95,48 +96,6 @@ def unknown_command(command: Command) -> str:
 
 def wrong_arity(name: str) -> str:
     return f"ERR wrong number of arguments for '{name}' command"
-
-
-def glob_matcher(pattern: bytes) -> Callable[[str], bool]:
-    """Redis's glob (stringmatchlen): * ? [abc] [^a-z] and \\ escapes, case-sensitive.
-
-    >>> glob_matcher(b"user:[0-9]*")("user:42")
-    True
-    """
-    text = pattern.decode("utf-8", "replace")
-    regex = []
-    index = 0
-    while index < len(text):
-        char = text[index]
-        if char == "*":
-            regex.append(".*")
-        elif char == "?":
-            regex.append(".")
-        elif char == "\\" and index + 1 < len(text):
-            index += 1
-            regex.append(re.escape(text[index]))
-        elif char == "[":
-            close = text.find("]", index + 2 if text[index + 1 : index + 2] == "^" else index + 1)
-            if close < 0:
-                regex.append(re.escape(text[index:]))
-                break
-            body = text[index + 1 : close]
-            negate = body.startswith("^")
-            if negate:
-                body = body[1:]
-            parts = []
-            for position, part in enumerate(body):
-                if part == "-" and 0 < position < len(body) - 1:
-                    parts.append("-")
-                else:
-                    parts.append(re.escape(part))
-            regex.append(("[^" if negate else "[") + "".join(parts) + "]" if parts else "(?!)")
-            index = close
-        else:
-            regex.append(re.escape(char))
-        index += 1
-    compiled = re.compile("".join(regex), re.DOTALL)
-    return lambda key: compiled.fullmatch(key) is not None
 
 
 # The commands.
