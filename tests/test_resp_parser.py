@@ -116,7 +116,9 @@ def test_empty_arrays_are_skipped() -> None:
         (b"*2\r\n+GET\r\n", "expected '$', got '+'"),
         (b"*1\r\n$-1\r\n", "invalid bulk length"),
         (b"*1\r\n$abc\r\n", "invalid bulk length"),
-        (b"*1\r\n$2\r\nabcd\r\n", "expected CRLF after a bulk string"),
+        (b"*01\r\n$4\r\nPING\r\n", "invalid multibulk length"),
+        (b"*-0\r\n", "invalid multibulk length"),
+        (b"*1\r\n$04\r\nPING\r\n", "invalid bulk length"),
         (b'SET k "unclosed\r\n', "unbalanced quotes in request"),
         (b'SET k "closed"x\r\n', "unbalanced quotes in request"),
     ],
@@ -125,6 +127,11 @@ def test_protocol_errors_are_reported(data: bytes, message: str) -> None:
     parsed = parse_commands(data, LIMITS)
     assert parsed.error == message
     assert parsed.commands == []
+
+
+def test_the_two_bytes_after_a_bulk_string_are_skipped_unread_as_redis_does() -> None:
+    data = b"*2\r\n$4\r\nECHO\r\n$2\r\nhixx*1\r\n$4\r\nPING\r\n"
+    assert parse_commands(data, LIMITS) == Parsed([[b"ECHO", b"hi"], [b"PING"]], len(data))
 
 
 def test_commands_before_a_protocol_error_are_kept() -> None:
@@ -246,10 +253,10 @@ def test_input_split_anywhere_gives_the_same_commands(
 
 def test_the_fast_path_leaves_unusual_frames_to_the_general_parser() -> None:
     for data, expected in [
-        (b"*2\r\n$3\r\nGET\r\n$01\r\nk\r\n", Parsed([[b"GET", b"k"]], 21)),
+        (b"*2\r\n$3\r\nGET\r\n$01\r\nk\r\n", Parsed([], 0, "invalid bulk length")),
         (b"*1\r\n$-1\r\n", Parsed([], 0, "invalid bulk length")),
         (b"*2\r\n$3\r\nGET\r\n:1\r\n", Parsed([], 0, "expected '$', got ':'")),
-        (b"*1\r\n$4\r\nPINGxx", Parsed([], 0, "expected CRLF after a bulk string")),
+        (b"*1\r\n$4\r\nPINGxx", Parsed([[b"PING"]], 14)),
         (b"*10\r\n" + b"$1\r\nx\r\n" * 10, Parsed([[b"x"] * 10], 75)),
         (bulk_array([b"a\r\nb", b"\r\n"]), Parsed([[b"a\r\nb", b"\r\n"]], 22)),
         (bulk_array([b"x" * 4095]) * 2, Parsed([[b"x" * 4095]] * 2, 2 * 4108)),
@@ -271,6 +278,7 @@ def test_arbitrary_bytes_never_crash_the_parser(data: bytes) -> None:
 
 
 def test_split_arguments_quotes() -> None:
+    assert split_arguments(b"ECHO a\x0bb\x0c") == [b"ECHO", b"a\x0bb\x0c"]  # as Redis splits
     assert split_arguments(b"") == []
     assert split_arguments(b'a "" b') == [b"a", b"", b"b"]
     assert split_arguments(b'"\\"q\\\\"') == [b'"q\\']

@@ -148,6 +148,42 @@ async def test_command_names_are_found_in_any_case(server: RespServer) -> None:
     )
 
 
+async def test_option_and_transaction_corners_answer_as_redis_does(server: RespServer) -> None:
+    not_integer = b"-ERR value is not an integer or out of range\r\n"
+    exchanges = [
+        # An EXEC that is refused discards its transaction.
+        (b"MULTI", b"+OK\r\n"),
+        (
+            b"EXEC a",
+            b"-EXECABORT Transaction discarded because of: "
+            b"wrong number of arguments for 'exec' command\r\n",
+        ),
+        (b"GET k", b"$-1\r\n"),
+        (b"EXEC", b"-ERR EXEC without MULTI\r\n"),
+        # An expiry option repeated in one unit: the last one counts.
+        (b"SET k v EX 10 ex 20", b"+OK\r\n"),
+        (b"TTL k", b":20\r\n"),
+        (b"SET k v EX 10 EX abc", not_integer),
+        (b"SET k v EX 10 PX 20", b"-ERR syntax error\r\n"),
+        (b"GETEX k EX 10 EX 30", b"$1\r\nv\r\n"),
+        (b"TTL k", b":30\r\n"),
+        (b"GETEX k PERSIST PERSIST", b"$1\r\nv\r\n"),
+        (b"TTL k", b":-1\r\n"),
+        (b"GETEX k PERSIST EX 10", b"-ERR syntax error\r\n"),
+        # GETEX looks the key up before it reads the expiry's number.
+        (b"GETEX missing EX abc", b"$-1\r\n"),
+        (b"GETEX missing EX 0", b"$-1\r\n"),
+        (b"GETEX k EX abc", not_integer),
+        # Seconds whose milliseconds overflow 64 bits are refused, and the key stays.
+        (b"EXPIRE k -9223372036854775808", b"-ERR invalid expire time in 'expire' command\r\n"),
+        (b"GET k", b"$1\r\nv\r\n"),
+        (b"PEXPIRE k -9223372036854775808", b":1\r\n"),
+        (b"GET k", b"$-1\r\n"),
+    ]
+    session = await converse(server, b"".join(line + b"\r\n" for line, _ in exchanges))
+    assert session.replies == b"".join(reply for _, reply in exchanges)
+
+
 async def test_what_a_key_may_run_follows_the_last_auth(clock: FakeClock) -> None:
     config = Config(
         node_id="keyed", num_counters=1000, read_only_keys=[READER], read_write_keys=[WRITER]

@@ -27,8 +27,9 @@ import attrs
 Command = list[bytes]
 
 CRLF = b"\r\n"
-# Redis's own bounds: a multibulk of at most 1,048,576 elements, and header
-# lines and inline commands of at most 64 KiB.
+# A multibulk of at most 1,048,576 elements (Redis 6's bound; Redis 7 takes up
+# to 2^31 - 1 and bounds its query buffer instead), and header lines and
+# inline commands of at most 64 KiB, as in Redis.
 MAX_ARRAY_LENGTH = 1024 * 1024
 MAX_INLINE_LENGTH = 64 * 1024
 
@@ -168,9 +169,12 @@ def _line(
 
 
 def _number(text: bytes | bytearray) -> int | None:
-    """A decimal integer as Redis reads lengths (an optional '-', then digits)."""
+    """A decimal integer as Redis reads lengths: "0", or an optional "-" and
+    digits that do not start with 0 ("01" and "-0" are refused)."""
     digits = text[1:] if text[:1] == b"-" else text
     if not digits or not digits.isdigit() or len(digits) > 18:
+        return None
+    if digits[:1] == b"0" and text != b"0":
         return None
     return int(text)
 
@@ -197,8 +201,7 @@ def _parse_array(buffer: bytes | bytearray, start: int, limits: Limits) -> tuple
             raise _Broken("invalid bulk length")
         if len(buffer) < position + length + 2:
             raise _Incomplete
-        if buffer[position + length : position + length + 2] != CRLF:
-            raise _Broken("expected CRLF after a bulk string")
+        # The two bytes after the string (CRLF) are skipped unread, as Redis does.
         command.append(bytes(buffer[position : position + length]))
         position += length + 2
     return command, position
@@ -228,6 +231,8 @@ _ESCAPES = {
 }
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 _SPACE = frozenset(b" \n\r\t\v\f\0")
+# What ends an unquoted word: white space but vertical tab and form feed (as in Redis).
+_WORD_END = frozenset(b" \n\r\t\0")
 
 
 def split_arguments(line: bytes | bytearray) -> list[bytes] | None:
@@ -282,7 +287,7 @@ def split_arguments(line: bytes | bytearray) -> list[bytes] | None:
                     word.append(ord("'"))
                 else:
                     word.append(char)
-            elif char in _SPACE:
+            elif char in _WORD_END:
                 break
             elif char in (ord('"'), ord("'")):
                 quote = char

@@ -390,7 +390,7 @@ def _set(session: Session, command: Command) -> bytes:
             want_old = True
         elif option == b"KEEPTTL" and expiry is None:
             keep_ttl = True
-        elif option in _EXPIRY_UNITS and not keep_ttl and expiry is None and has_next:
+        elif option in _EXPIRY_UNITS and not keep_ttl and _same_unit(expiry, option) and has_next:
             expiry = (option, options[index + 1])
             index += 1
         else:
@@ -466,26 +466,33 @@ def _getex(session: Session, command: Command) -> bytes:
     index = 0
     while index < len(options):
         option = options[index].upper()
-        if option in _EXPIRY_UNITS and expiry is None and not persist and index + 1 < len(options):
+        has_next = index + 1 < len(options)
+        if option in _EXPIRY_UNITS and _same_unit(expiry, option) and not persist and has_next:
             expiry = (option, options[index + 1])
             index += 1
-        elif option == b"PERSIST" and expiry is None and not persist:
+        elif option == b"PERSIST" and expiry is None:
             persist = True
         else:
             refuse(SYNTAX_ERROR)
         index += 1
+    entry = session.node.get(key)
+    if entry is None:  # as in Redis, before the expiry's number is read
+        return resp.null(session.protocol)
     expires_at = None
     if expiry is not None:
         expires_at = session.deadline(*expiry, "getex")
-    entry = session.node.get(key)
-    if entry is None:
-        return resp.null(session.protocol)
     value = entry.value
     if expires_at is not None:
         session.rewrite(key, entry, value, expires_at)
     elif persist and entry.expires_at != NO_EXPIRY:
         session.rewrite(key, entry, value, NO_EXPIRY)
     return resp.bulk(value)
+
+
+def _same_unit(expiry: tuple[bytes, bytes] | None, unit: bytes) -> bool:
+    """Whether an expiry option in `unit` may follow `expiry`: Redis takes the
+    last of repeated options in one unit, and refuses two units."""
+    return expiry is None or expiry[0] == unit
 
 
 def _strlen(session: Session, command: Command) -> bytes:
@@ -548,10 +555,10 @@ def _expire(unit: bytes, name: str) -> Callable[[Session, Command], bytes]:
             refuse("ERR GT and LT options at the same time are not compatible")
         number = parse_integer(command[2])
         now = session.now()
-        expires_at = number * (1000 if unit in (b"EX", b"EXAT") else 1)
-        if unit in (b"EX", b"PX"):
-            expires_at += now
-        if expires_at > now + MAX_TTL_SECONDS * 1000:
+        milliseconds = number * (1000 if unit in (b"EX", b"EXAT") else 1)
+        expires_at = milliseconds + now if unit in (b"EX", b"PX") else milliseconds
+        # Past 100 years, or seconds whose milliseconds overflow 64 bits (as Redis checks).
+        if expires_at > now + MAX_TTL_SECONDS * 1000 or milliseconds < INT64_MIN:
             refuse(f"ERR invalid expire time in '{name}' command")
         entry = session.live(key)
         if entry is None:

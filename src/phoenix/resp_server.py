@@ -411,6 +411,10 @@ class Session:
             spec = self.admit(known, command)
         except Refusal as refusal:
             if self.transaction is not None:
+                if word.lower() == b"exec":  # Redis discards a transaction whose EXEC it refuses
+                    self.transaction = None
+                    reason = str(refusal).removeprefix("ERR ")
+                    return resp.error(f"EXECABORT Transaction discarded because of: {reason}")
                 self.transaction_failed = True
             return resp.error(str(refusal))
         if self.transaction is not None and word.lower() not in TRANSACTION_CONTROL:
