@@ -6,9 +6,11 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import cast
 
 import httpx
 import pytest
+import trio
 
 from phoenix.app import create_app
 from phoenix.clock import FakeClock
@@ -83,6 +85,74 @@ async def test_refused_request_changes_nothing(keyed_app: ASGIApp) -> None:
     async with client_of(keyed_app, Authorization=f"Bearer {READER}") as reader:
         await reader.post("/set", params={"key": "k", "ttl": 0}, content=b"v")
         assert (await reader.get("/get", params={"key": "k"})).status_code == 404
+
+
+async def answer(app: ASGIApp, method: str, path: str, key: str) -> tuple[int, bytes]:
+    """The status and body of one request whose path is given exactly as the server saw it."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"key=k",
+        "root_path": "",
+        "headers": [(b"host", b"node"), (b"authorization", f"Bearer {key}".encode())],
+        "client": ("127.0.0.1", 40000),
+        "server": ("node", 80),
+    }
+    answered = trio.Event()
+    status, body = 0, b""
+    requested = False
+
+    async def receive() -> dict[str, object]:
+        nonlocal requested
+        if not requested:
+            requested = True
+            return {"type": "http.request", "body": b"v", "more_body": False}
+        await answered.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, object]) -> None:
+        nonlocal status, body
+        if message["type"] == "http.response.start":
+            status = cast(int, message["status"])
+        elif message["type"] == "http.response.body":
+            body += cast(bytes, message.get("body", b""))
+            if not message.get("more_body", False):
+                answered.set()
+
+    with trio.fail_after(5):
+        await app(scope, receive, send)
+    return status, body
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "//flush"),
+        ("POST", "http://node/flush"),
+        ("DELETE", "///remove"),
+        ("DELETE", "http://node//removeallkeys"),
+        ("POST", "//set"),
+    ],
+)
+async def test_a_path_written_otherwise_gets_the_same_checks(
+    keyed_app: ASGIApp, method: str, path: str
+) -> None:
+    async with client_of(keyed_app, Authorization=f"Bearer {WRITER}") as writer:
+        await writer.post("/set", params={"key": "k", "ttl": 0}, content=b"kept")
+    status, body = await answer(keyed_app, method, path, READER)
+    assert (status, json.loads(body)) == (403, {"error": "this API key is read-only"})
+    async with client_of(keyed_app, Authorization=f"Bearer {READER}") as reader:
+        assert (await reader.get("/get", params={"key": "k"})).content == b"kept"
+    # The peer routes too, and a path so written still reaches its route.
+    for path in ("//internal/digests", "http://node/internal/digests"):
+        assert (await answer(keyed_app, "GET", path, WRITER))[0] == 401
+        assert (await answer(keyed_app, "GET", path, CLUSTER))[0] == 200
+    assert await answer(keyed_app, "GET", "//get", READER) == (200, b"kept")
 
 
 def test_keys_come_from_environment_and_files_and_stay_out_of_repr(

@@ -32,7 +32,14 @@ from phoenix.limits import (
 )
 from phoenix.metrics import RefusalCollector, RequestMetrics, node_registry
 from phoenix.node import Node
-from phoenix.security import HEALTH_ROUTES, Guard, Keys, WhitelistFile, parse_networks
+from phoenix.security import (
+    HEALTH_ROUTES,
+    CanonicalPath,
+    Guard,
+    Keys,
+    WhitelistFile,
+    parse_networks,
+)
 
 
 def create_app(node: Node, *, run_node: bool = False) -> ASGIApp:
@@ -82,8 +89,7 @@ def create_app(node: Node, *, run_node: bool = False) -> ASGIApp:
         app, whitelist=whitelist, keys=keys, trusted_proxies=trusted, open_paths=open_paths
     )
     registry.register(RefusalCollector(guard.refused))
-    app = RequestMetrics(guard, registry)
-    return app
+    return CanonicalPath(RequestMetrics(guard, registry))
 
 
 def config_path() -> str:

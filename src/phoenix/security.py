@@ -18,10 +18,12 @@ import hmac
 import ipaddress
 import json
 import logging
+import re
 import socket
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import trio
 
@@ -249,6 +251,37 @@ def client_address(scope: Scope, trusted_proxies: list[Network]) -> str:
         if not _in_networks(hop, trusted_proxies):
             return str(hop)
     return address
+
+
+class CanonicalPath:
+    """ASGI middleware, outermost: every layer sees the path the app routes.
+
+    Quart routes an absolute-form target (`POST http://host/flush`) by its
+    path, and werkzeug routes `//flush` as `/flush`. Left as sent, such a
+    path passed the Guard as some unknown route and still reached /flush:
+    a read-only key could flush. So it is rewritten here, once, to what the
+    app will route (as the original's server normalizes paths too).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            path = scope["path"]
+            if not path.startswith("/") or "//" in path:
+                scope = {**scope, "path": canonical_path(path)}
+        await self.app(scope, receive, send)
+
+
+def canonical_path(path: str) -> str:
+    """The path of an absolute URL (as Quart reads it), with runs of "/" merged."""
+    if not path.startswith("/"):
+        path = urlsplit(path).path
+    return _SLASHES.sub("/", path) or "/"
+
+
+_SLASHES = re.compile("//+")
 
 
 class Guard:
