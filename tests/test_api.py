@@ -7,6 +7,7 @@ bytes, values of at most 1024 bytes, at most 5 keys per /getKeys request.
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -646,11 +647,47 @@ async def test_setkeys_stores_text_and_binary_values(client: httpx.AsyncClient) 
         ({"ttl": 0}, {"a": "v", "k" * 33: "v"}, 413),
         ({"ttl": 0}, {"a": "v", "b": "x" * 2000}, 413),
         ({"ttl": 0}, {f"k{i}": "v" for i in range(6)}, 413),
+        # Lone surrogates, which JSON's \\u escapes can write but UTF-8 cannot.
+        ({"ttl": 0}, {"a": "v", "\ud800": "x"}, 400),
+        ({"ttl": 0}, {"a": "v", "b": "\ud800"}, 400),
+        ({"ttl": 0}, {"a": "v", "b": {"value": "\udfff"}}, 400),
     ],
 )
 async def test_setkeys_with_any_bad_item_writes_nothing(
     client: httpx.AsyncClient, params: dict[str, object], body: object, status: int
 ) -> None:
-    response = await client.post("/setKeys", params=params, json=body)
+    # json.dumps escapes lone surrogates as \\ud800 (httpx's json= cannot send them).
+    content = json.dumps(body).encode()
+    response = await client.post("/setKeys", params=params, content=content)
     assert_error(response, status)
     assert (await client.get("/get", params={"key": "a"})).status_code == 404
+
+
+HUGE_NUMBER = "9" * 5000  # past the 4,300 digits int() reads from text
+DEEP_JSON = b"[" * 100_000
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "body", "status"),
+    [
+        ("POST", f"/set?key=k&ttl={HUGE_NUMBER}", b"v", 400),
+        ("POST", f"/set?key=k&ttl=0&sync={HUGE_NUMBER}", b"v", 400),
+        ("POST", f"/setKeys?ttl={HUGE_NUMBER}", b'{"k": "v"}', 400),
+        ("GET", f"/list?limit={HUGE_NUMBER}", b"", 400),
+        ("GET", f"/list?limit=10&cursor={HUGE_NUMBER}", b"", 400),
+        ("POST", f"/flush?sync={HUGE_NUMBER}", b"", 400),
+        ("POST", "/getKeys", DEEP_JSON, 400),
+        ("POST", "/setKeys?ttl=0", b'{"a":' * 50_000, 400),
+        ("POST", "/getKeys", b'["\\ud800"]', 400),
+        ("POST", "/getKeys", b'["' + b"k" * 33 + b'"]', 413),
+        ("POST", "/internal/reconcile", b'{"buckets": {"%s": []}}' % HUGE_NUMBER.encode(), 400),
+        ("POST", "/internal/reconcile", b'{"buckets": {"\\u00b2": []}}', 400),
+        ("POST", "/internal/bucket-digests", b'{"groups": [true]}', 400),
+    ],
+)
+async def test_input_past_what_python_reads_is_a_clear_error_and_changes_nothing(
+    client: httpx.AsyncClient, method: str, url: str, body: bytes, status: int
+) -> None:
+    await client.post("/set", params={"key": "k", "ttl": 0}, content=b"kept")
+    assert_error(await client.request(method, url, content=body), status)
+    assert (await client.get("/get", params={"key": "k"})).content == b"kept"

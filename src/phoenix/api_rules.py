@@ -17,7 +17,7 @@ from urllib.parse import unquote_to_bytes
 import trio
 
 from phoenix.errors import InvalidRequest, KeyNotFound, TooLarge, UnsupportedType
-from phoenix.node import Node
+from phoenix.node import MAX_TTL_SECONDS, Node
 from phoenix.replication import Acks
 from phoenix.store import DEFAULT_CONTENT_TYPE, Entry
 
@@ -74,14 +74,25 @@ def required(params: dict[str, str], name: str) -> str:
     return value
 
 
+# More digits than any bound checked here needs, far fewer than int() refuses (4,300).
+_MAX_DIGITS = 30
+
+
 def ttl_seconds(text: str) -> int:
     if not text.isascii() or not text.isdigit():
         raise InvalidRequest("ttl must be a non-negative whole number of seconds")
+    if len(text) > _MAX_DIGITS:
+        raise InvalidRequest(f"ttl must be between 0 and {MAX_TTL_SECONDS} seconds")
     return int(text)
 
 
 def bounded_int(text: str, name: str, low: int, high: int) -> int:
-    if not text.isascii() or not text.isdigit() or not low <= int(text) <= high:
+    if (
+        not text.isascii()
+        or not text.isdigit()
+        or len(text) > _MAX_DIGITS
+        or not low <= int(text) <= high
+    ):
         raise InvalidRequest(f"{name} must be a whole number from {low} to {high}")
     return int(text)
 
@@ -130,7 +141,7 @@ def parse_json(data: bytes, error: str) -> Any:
     """`data` parsed as JSON; InvalidRequest(`error`) when it is not JSON."""
     try:
         return json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # nested too deep: not ours
         raise InvalidRequest(error) from None
 
 
@@ -171,6 +182,9 @@ def found_entries(node: Node, keys: Any) -> dict[str, Any]:
     limit = node.config.max_keys_per_request
     if len(keys) > limit:
         raise TooLarge(f"at most {limit} keys per request (max_keys_per_request)")
+    for key in keys:
+        if key:  # an empty key is simply not found
+            node.check_key(key)  # 413 past max_key_length, as /get says
     found: dict[str, Any] = {}
     for key in keys:
         entry = node.get(key) if key else None
@@ -195,7 +209,7 @@ def _value_from_json(key: str, value: Any) -> tuple[bytes, str]:
     """A /setKeys value: a string (stored as UTF-8 text), or an object with
     "value", optional "encoding": "base64" and optional "content_type"."""
     if isinstance(value, str):
-        return value.encode(), "text/plain; charset=utf-8"
+        return _utf8(key, value), "text/plain; charset=utf-8"
     if isinstance(value, dict) and isinstance(value.get("value"), str):
         content_type = value.get("content_type", DEFAULT_CONTENT_TYPE)
         # It is sent back as a header: printable ASCII only.
@@ -208,8 +222,16 @@ def _value_from_json(key: str, value: Any) -> tuple[bytes, str]:
                 raise InvalidRequest(f"{key!r}: value is not valid base64") from None
         if "encoding" in value:
             raise InvalidRequest(f"{key!r}: the only encoding is base64")
-        return value["value"].encode(), content_type
+        return _utf8(key, value["value"]), content_type
     raise InvalidRequest(f"{key!r}: a value is a string or an object with a string 'value'")
+
+
+def _utf8(key: str, text: str) -> bytes:
+    """`text` as UTF-8; InvalidRequest when JSON gave it a lone surrogate (\\ud800)."""
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        raise InvalidRequest(f"{key!r}: value is not valid Unicode text") from None
 
 
 def value_fields(value: bytes, preview: int | None = None) -> dict[str, Any]:

@@ -51,7 +51,8 @@ def register_internal_routes(app: QuartTrio, node: Node) -> None:
         body = await json_body("body must be JSON")
         groups = body.get("groups") if isinstance(body, dict) else None
         if not isinstance(groups, list) or not all(
-            isinstance(g, int) and 0 <= g < recovery.GROUP_COUNT for g in groups
+            type(g) is int and 0 <= g < recovery.GROUP_COUNT
+            for g in groups  # not a bool
         ):
             raise InvalidRequest(
                 f"groups must be an array of integers below {recovery.GROUP_COUNT}"

@@ -53,6 +53,14 @@ def peer_tls_context(config: Config) -> ssl.SSLContext:
     return context
 
 
+def _utf8_of_key(key: str) -> bytes:
+    """`key` as UTF-8; InvalidRequest when it holds a lone surrogate (JSON's "\\ud800")."""
+    try:
+        return key.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRequest("key must be valid UTF-8") from None
+
+
 class Node:
     """One cache node. Start its background work with `await nursery.start(node.run)`."""
 
@@ -99,7 +107,7 @@ class Node:
         if not key:
             raise InvalidRequest("key must not be empty")
         if len(key) > self.config.max_key_length or (
-            not key.isascii() and len(key.encode("utf-8")) > self.config.max_key_length
+            not key.isascii() and len(_utf8_of_key(key)) > self.config.max_key_length
         ):
             raise TooLarge(
                 f"key is longer than max_key_length ({self.config.max_key_length} bytes)"

@@ -156,7 +156,7 @@ def parse_buckets(data: Any) -> dict[int, dict[str, Version]]:
         raise InvalidRequest("buckets must be an object")
     parsed: dict[int, dict[str, Version]] = {}
     for name, listing in data.items():
-        if not name.isdigit() or not 0 <= int(name) < BUCKET_COUNT:
+        if not (name.isascii() and name.isdigit() and len(name) <= 5) or int(name) >= BUCKET_COUNT:
             raise InvalidRequest(f"bad bucket {name!r}")
         if not isinstance(listing, list):
             raise InvalidRequest("a bucket listing must be an array")
