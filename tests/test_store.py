@@ -9,7 +9,16 @@ import tracemalloc
 import pytest
 
 from phoenix.clock import LOGICAL_BITS, FakeClock, Version
-from phoenix.store import BUCKET_COUNT, ENTRY_OVERHEAD, NO_EXPIRY, Store, fingerprint, key_cost
+from phoenix.store import (
+    BUCKET_COUNT,
+    ENTRY_OVERHEAD,
+    MAX_SHARED_TYPE_LENGTH,
+    MAX_SHARED_TYPES,
+    NO_EXPIRY,
+    Store,
+    fingerprint,
+    key_cost,
+)
 
 _counter = itertools.count(1)
 
@@ -29,6 +38,22 @@ def test_set_then_get_returns_value_and_content_type() -> None:
     entry = store.get("k")
     assert entry is not None
     assert (entry.value, entry.content_type) == (b"v", "text/plain")
+
+
+def test_content_types_beyond_the_shared_ones_count_in_the_cost() -> None:
+    store = make_store()
+    # A write with a new type each time, as a hostile client might send.
+    for number in range(3 * MAX_SHARED_TYPES):
+        store.set("k", b"v", f"text/x-{number}", NO_EXPIRY, v())
+    assert len(store._interned_types) == MAX_SHARED_TYPES  # the table stops growing
+    kept = f"text/x-{3 * MAX_SHARED_TYPES - 1}"
+    assert store.get("k").content_type == kept  # type: ignore[union-attr]
+    assert store.used_cost == key_cost("k", b"v") + len(kept)
+    store.set("k", b"v", "text/x-0", NO_EXPIRY, v())  # shared: costs nothing more
+    assert store.used_cost == key_cost("k", b"v")
+    long_type = "text/" + "x" * MAX_SHARED_TYPE_LENGTH
+    store.set("long", b"v", long_type, NO_EXPIRY, v())
+    assert store.used_cost == key_cost("k", b"v") + key_cost("long", b"v") + len(long_type)
 
 
 def test_expired_entry_is_never_returned_even_before_a_drain() -> None:

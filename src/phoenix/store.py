@@ -35,6 +35,12 @@ from phoenix.segment import Node
 # entry, less the 124 bytes of key and value); tracemalloc, which leaves out
 # allocator slack, sees about 386 (tests/test_store.py checks it stays near).
 ENTRY_OVERHEAD = 356
+# Content types are shared between entries (one string for all of one type),
+# up to this many types of up to this length; any other is held by its entry
+# alone and its bytes count in the entry's cost. Unbounded, a client sending
+# a new type with each write grew the table for good.
+MAX_SHARED_TYPES = 256
+MAX_SHARED_TYPE_LENGTH = 128
 
 # Keys are spread over this many buckets by a stable hash: listing resumes
 # from a bucket cursor, and replicas compare their keyspace bucket by bucket.
@@ -242,8 +248,17 @@ class Store:
             self._stats.stale_writes += 1
             return False
         self._stats.sets += 1
-        content_type = self._interned_types.setdefault(content_type, content_type)
         cost = key_cost(key, value)
+        shared = self._interned_types.get(content_type)
+        if shared is not None:
+            content_type = shared
+        elif (
+            len(self._interned_types) < MAX_SHARED_TYPES
+            and len(content_type) <= MAX_SHARED_TYPE_LENGTH
+        ):
+            self._interned_types[content_type] = content_type
+        else:
+            cost += len(content_type)
         if key not in self._unsettled:  # _note, inlined
             self._unsettled[key] = known
         if old is not None:
