@@ -250,16 +250,35 @@ async def test_write_concern_waits_for_peers_or_names_the_missing(
             assert response.status_code == 400
 
 
-async def test_malformed_batch_is_refused_whole(autojump_clock: trio.abc.Clock) -> None:
+SET_OP = {"op": "set", "key": "b", "value": "dg==", "content_type": "t", "expires_at": 0}
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {**SET_OP, "value": "not base64!"},
+        # What the client routes could not send back: a key JSON writes with a
+        # lone surrogate, a content type that is no header, a date past 9999.
+        {**SET_OP, "key": "b\ud800"},
+        {**SET_OP, "content_type": "t\r\nX-Injected: 1"},
+        {**SET_OP, "content_type": "t\u20ac"},
+        {**SET_OP, "expires_at": 10**30},
+        # A timestamp past 64 bits would move the node's clock past them for good.
+        {**SET_OP, "version": [2**70, "x"]},
+    ],
+)
+async def test_malformed_batch_is_refused_whole(
+    autojump_clock: trio.abc.Clock, bad: dict[str, object]
+) -> None:
     async with cluster(["n1"]) as harness:
-        good = {"op": "set", "key": "a", "value": "dg==", "content_type": "t", "expires_at": 0}
-        good["version"] = [1 << 60, "x"]
-        bad = {"op": "set", "key": "b", "value": "not base64!", "expires_at": 0}
+        good = {**SET_OP, "key": "a", "version": [1 << 60, "x"]}
+        bad = {"version": [1 << 60, "x"], **bad}
         async with harness.client("n1") as client:
             body = json.dumps({"ops": [good, bad]})
             response = await client.post("/internal/apply", content=body)
             assert response.status_code == 400
         assert contents(harness.nodes["n1"]) == {}
+        assert harness.nodes["n1"].hlc.now() < 1 << 61
 
 
 async def test_full_outbox_falls_back_to_catch_up(autojump_clock: trio.abc.Clock) -> None:

@@ -10,12 +10,18 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from typing import Any
 
 import attrs
 
 from phoenix.clock import Version
 from phoenix.errors import InvalidRequest
+
+# The last expiry a date can show (/getKeys writes it as a date): 9999-12-31T23:59:59.999Z.
+LAST_EXPIRY_MS = 253_402_300_799_999
+# A content type is sent back as a header: what HTTP allows in one (h11's field-value).
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
 
 
 @attrs.frozen
@@ -94,9 +100,12 @@ def decode(data: Any) -> Op:
         except binascii.Error:
             raise InvalidRequest("set op: value is not base64") from None
         expires_at = data.get("expires_at")
-        if isinstance(expires_at, bool) or not isinstance(expires_at, int) or expires_at < 0:
-            raise InvalidRequest("set op: expires_at must be a non-negative integer")
-        return SetOp(_key(data, "key"), value, _text(data, "content_type"), expires_at, version)
+        if type(expires_at) is not int or not 0 <= expires_at <= LAST_EXPIRY_MS:
+            raise InvalidRequest("set op: expires_at must be milliseconds from 0 to year 9999")
+        content_type = _text(data, "content_type")
+        if not _HEADER_VALUE.fullmatch(content_type):
+            raise InvalidRequest("set op: content_type must be fit for an HTTP header")
+        return SetOp(_key(data, "key"), value, content_type, expires_at, version)
     if kind == "remove":
         return RemoveOp(_key(data, "key"), version)
     if kind == "remove_matching":
@@ -112,7 +121,7 @@ def _version(data: Any) -> Version:
         and len(data) == 2
         and isinstance(data[0], int)
         and not isinstance(data[0], bool)
-        and data[0] > 0
+        and 0 < data[0] < 2**63
         and isinstance(data[1], str)
     ):
         return (data[0], data[1])
@@ -130,4 +139,8 @@ def _key(data: dict[str, Any], name: str) -> str:
     value = _text(data, name)
     if not value:
         raise InvalidRequest(f"{name} must not be empty")
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise InvalidRequest(f"{name} must be valid UTF-8 (JSON gave a lone surrogate)") from None
     return value
