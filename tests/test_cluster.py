@@ -248,6 +248,9 @@ async def test_write_concern_waits_for_peers_or_names_the_missing(
             assert response.json()["missing"] == [url("n3")]
             response = await client.post("/set", params={"key": "k3", "ttl": 0, "sync": 3})
             assert response.status_code == 400
+            # An empty batch writes nothing, so there is nothing to wait for.
+            response = await client.post("/setKeys", params={"ttl": 0, "sync": 2}, json={})
+            assert (response.status_code, response.json()) == (200, {"stored": 0, "refused": []})
 
 
 SET_OP = {"op": "set", "key": "b", "value": "dg==", "content_type": "t", "expires_at": 0}

@@ -165,6 +165,8 @@ class HotRoutes:
         acks = write_concern(node, params)
         items = batch_items(node, await self._json_body(scope, receive, bound, SET_KEYS_BODY_ERROR))
         refused = node.set_many(items, ttl, acks)
+        if not items:  # nothing was written: no peer has anything to acknowledge
+            acks = None
         body = {"stored": len(items) - len(refused), "refused": refused}
         return _json(await write_answer(node, acks, body))
 
