@@ -184,6 +184,7 @@ def test_keys_come_from_environment_and_files_and_stay_out_of_repr(
         ({"read_write_keys": ["env:PHOENIX_NO_SUCH_VARIABLE"]}, "is not set"),
         ({"cluster_key": "file:/no/such/file"}, "cannot read key file"),
         ({"certfile": "cert.pem"}, "'certfile' and 'keyfile' go together"),
+        ({"certfile": "cert.pem", "keyfile": "cert.pem"}, "'certfile': no such file"),
         ({"require_client_cert": True}, "needs 'ca_certs'"),
         ({"trusted_proxies": ["not-an-address"]}, "'trusted_proxies'"),
     ],

@@ -160,6 +160,46 @@ def test_usage_errors_exit_2(url: str) -> None:
     assert phoenix(url, "set", "k", "v", "--ttl", "soon").returncode == 2
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--timeout", "inf"), "argument --timeout: must be a number of seconds above 0"),
+        (("--content-type", "t\u00e9xt"), "a content type must be printable ASCII"),
+        (("--content-type", "a\nb"), "a content type must be printable ASCII"),
+        (("--api-key", "bad\nkey-0123456789"), "an API key must be printable ASCII"),
+        (("--url", "http://127.0.0.1:99999"), "the port must be from 1 to 65535"),
+        (("--ttl", "9" * 5000), "argument --ttl: must be a whole number of seconds"),
+    ],
+)
+def test_arguments_no_request_can_carry_exit_2_with_one_line(
+    url: str, args: tuple[str, ...], message: str
+) -> None:
+    result = phoenix(url, "set", "k", "v", *args)
+    assert result.returncode == 2
+    assert message in result.stderr.decode()
+    assert "Traceback" not in result.stderr.decode()
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_output_that_cannot_be_written_exits_2_with_one_line(url: str) -> None:
+    assert phoenix(url, "set", "k", "v").returncode == 0
+    for args in (("get", "k"), ("keys",)):
+        with open("/dev/full", "wb") as full:
+            result = subprocess.run(
+                phoenix_command(*args),
+                stdout=full,
+                stderr=subprocess.PIPE,
+                timeout=COMMAND_TIMEOUT,
+                env=environment(url),
+                check=False,
+            )
+        assert result.returncode == 2, args
+        assert one_line(result.stderr) == (
+            "phoenix: error: cannot read the input or write the output: "
+            "[Errno 28] No space left on device"
+        )
+
+
 def test_keys_lists_every_key_or_those_matching(url: str, cache: PhoenixClient) -> None:
     cache.set_many(dict.fromkeys(["user:1", "user:2", "order:1"], "v"))
     every = phoenix(url, "keys")

@@ -82,6 +82,9 @@ def test_ipv6_port_binds_in_brackets(tmp_path: Path) -> None:
         ('{"colour": "red"}', "unknown key 'colour'"),
         ("[1, 2]", "the top level must be a JSON object"),
         ('{"port": ":8080",}', "invalid JSON at line 1"),
+        # Values that would not fit in memory or in a date.
+        ('{"num_counters": 1e18}', "'num_counters': must be <= 1073741824"),
+        ('{"tombstone_grace_seconds": 1e308}', "'tombstone_grace_seconds': must be <= 3.1536e+09"),
     ],
 )
 def test_bad_config_names_the_file_and_the_key(tmp_path: Path, text: str, expected: str) -> None:

@@ -54,6 +54,8 @@ EXIT_OK = 0
 EXIT_NOT_FOUND = 1
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
+# The longest --timeout: a day (past it, no deadline can be computed for inf).
+MAX_TIMEOUT = 86_400
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -61,7 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="phoenix",
         description="PhoenixCache node and tools.",
         epilog="Run 'phoenix COMMAND --help' for a command's options. Client commands exit "
-        "with 0 when done, 1 when `get` finds no key, 2 for a usage or config error, "
+        "with 0 when done, 1 when `get` finds no key, 2 for a usage or config error "
+        "(or an input or output that cannot be used), "
         "3 when no node answered.",
     )
     parser.add_argument("--version", action="version", version=f"phoenix {__version__}")
@@ -125,6 +128,13 @@ def run_serve(args: argparse.Namespace) -> int:
         return 2
     except KeyboardInterrupt:
         pass
+    except MemoryError:
+        print(
+            "phoenix: error: cannot serve: out of memory "
+            "(num_counters takes 8 bytes per counter; max_cost bounds the data)",
+            file=sys.stderr,
+        )
+        return 1
     except (OSError, BaseExceptionGroup) as error:
         # Binding the port is the failure users meet; anything else is a bug
         # and keeps its traceback.
@@ -233,33 +243,52 @@ def _client_runner(command: ClientCommand) -> Callable[[argparse.Namespace], int
         try:
             with client:
                 return command(client, args)
-        except (AuthError, RequestRejected) as error:
+        except (AuthError, RequestRejected, ValueError) as error:  # ValueError: bad arguments
             return _fail(EXIT_USAGE, str(error))
         except PhoenixClientError as error:
             return _fail(EXIT_UNAVAILABLE, str(error))
         except BrokenPipeError:
             # The reader went away (`phoenix keys | head`): not an error.
-            # Point stdout at /dev/null so that the flush at exit does not fail again.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            _drop_stdout()
             return EXIT_OK
+        except OSError as error:  # stdin or stdout (httpx wraps the network's errors)
+            _drop_stdout()
+            return _fail(EXIT_USAGE, f"cannot read the input or write the output: {error}")
         except KeyboardInterrupt:
             return 130
 
     return run
 
 
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null, so that the flush at exit does not fail again."""
+    if sys.stdout is not None:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _stream(stream: TextIO | None, name: str) -> TextIO:
+    """sys.stdin or sys.stdout; OSError when the shell closed it (`>&-`)."""
+    if stream is None:
+        raise OSError(f"standard {name} is closed")
+    return stream
+
+
 def _get(client: PhoenixClient, args: argparse.Namespace) -> int:
     value = client.get(args.key)
     if value is None:
         return _fail(EXIT_NOT_FOUND, f"key not found: {args.key}", prefix="phoenix: ")
-    sys.stdout.buffer.write(value)
-    sys.stdout.buffer.flush()
+    out = _stream(sys.stdout, "output").buffer
+    out.write(value)
+    out.flush()
     return EXIT_OK
 
 
 def _set(client: PhoenixClient, args: argparse.Namespace) -> int:
     # Bytes either way: stdin as it comes, an argument as the shell gave it.
-    value = sys.stdin.buffer.read() if args.value is None else os.fsencode(args.value)
+    if args.value is None:
+        value = _stream(sys.stdin, "input").buffer.read()
+    else:
+        value = os.fsencode(args.value)
     if not client.set(args.key, value, ttl=args.ttl, content_type=args.content_type):
         print(
             f"phoenix: warning: the node did not keep {args.key}: "
@@ -275,7 +304,7 @@ def _delete(client: PhoenixClient, args: argparse.Namespace) -> int:
 
 
 def _keys(client: PhoenixClient, args: argparse.Namespace) -> int:
-    out = sys.stdout.buffer
+    out = _stream(sys.stdout, "output").buffer
     # The count goes to a terminal only, and only when the keys themselves
     # do not: on one terminal the two would overwrite each other.
     counter = KeyCounter(sys.stderr) if sys.stderr.isatty() and not sys.stdout.isatty() else None
@@ -337,7 +366,8 @@ def _flush(client: PhoenixClient, args: argparse.Namespace) -> int:
 
 
 def _cluster(client: PhoenixClient, args: argparse.Namespace) -> int:
-    print(cluster_table(client.cluster_status(), now_ms=time.time() * 1000))
+    table = cluster_table(client.cluster_status(), now_ms=time.time() * 1000)
+    print(table, file=_stream(sys.stdout, "output"), flush=True)
     return EXIT_OK
 
 
@@ -402,7 +432,8 @@ def _utf8(text: str) -> str:
 
 
 def _whole_seconds(text: str) -> int:
-    if not text.isascii() or not text.isdigit():
+    # Past 20 digits it is past any TTL a node takes (and past what int() reads at 4,300).
+    if not text.isascii() or not text.isdigit() or len(text) > 20:
         raise argparse.ArgumentTypeError(f"must be a whole number of seconds, got {text!r}")
     return int(text)
 
@@ -412,8 +443,10 @@ def _seconds(text: str) -> float:
         seconds = float(text)
     except ValueError:
         seconds = 0.0
-    if not seconds > 0:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, got {text!r}")
+    if not 0 < seconds <= MAX_TIMEOUT:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(
+            f"must be a number of seconds above 0, at most {MAX_TIMEOUT}, got {text!r}"
+        )
     return seconds
 
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 import base64
 import fnmatch
 import json
+import re
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
@@ -153,6 +154,8 @@ def _call_set(
         content_type = content_type or "text/plain; charset=utf-8"
     else:
         content = bytes(value)
+    if content_type is not None and not _HEADER_TEXT.fullmatch(content_type):
+        raise ValueError("a content type must be printable ASCII (it is sent in a header)")
     headers = {} if content_type is None else {"Content-Type": content_type}
     params = _with_sync({"key": key, "ttl": str(ttl)}, sync)
     return _Call(
@@ -494,12 +497,18 @@ def _check_urls(urls: str | Sequence[str]) -> tuple[str, ...]:
             raise ValueError(f"invalid node URL {text!r}: {error}") from None
         if url.scheme not in ("http", "https") or not url.host:
             raise ValueError(f"invalid node URL {text!r}: must be http://HOST:PORT or https://…")
+        if url.port is not None and not 0 < url.port < 65536:
+            raise ValueError(f"invalid node URL {text!r}: the port must be from 1 to 65535")
         if url.query or url.fragment:
             raise ValueError(f"invalid node URL {text!r}: no query or fragment, please")
         checked.append(str(url).rstrip("/"))
     if len(set(checked)) != len(checked):
         raise ValueError(f"a node URL is listed twice: {listed}")
     return tuple(checked)
+
+
+# What a header value sent by the client may hold: printable ASCII.
+_HEADER_TEXT = re.compile("[ -~]*")
 
 
 @attrs.frozen
@@ -516,6 +525,8 @@ class _Settings:
     ) -> _Settings:
         headers = {"User-Agent": f"phoenix-client/{__version__}"}
         if api_key:
+            if not _HEADER_TEXT.fullmatch(api_key):
+                raise ValueError("an API key must be printable ASCII (it is sent in a header)")
             headers["Authorization"] = f"Bearer {api_key}"
         return cls(headers, httpx.Timeout(timeout), _tls_context(verify, cert))
 

@@ -134,6 +134,8 @@ class Config:
         for key in ("certfile", "keyfile", "ca_certs"):
             if values.get(key) and source != "<config>":
                 values[key] = str(Path(source).parent / values[key])
+            if values.get(key) and not Path(values[key]).is_file():
+                raise ConfigError(f"{source}: key {key!r}: no such file {values[key]!r}")
         # The original treats 0 as "use the default" for these two; so do we.
         for key in ("max_retries_to_disabled_node", "heart_beat_interval_in_seconds"):
             if values.get(key) == 0:
@@ -161,7 +163,7 @@ class Config:
         return cls.from_mapping(data, source=name)
 
 
-def _integer(minimum: int) -> Callable[[Any], int]:
+def _integer(minimum: int, maximum: int | None = None) -> Callable[[Any], int]:
     def check(value: Any) -> int:
         # JSON numbers like 1e7 arrive as floats; accept them when whole.
         if isinstance(value, float) and value.is_integer():
@@ -170,18 +172,22 @@ def _integer(minimum: int) -> Callable[[Any], int]:
             raise TypeError(f"must be an integer, got {value!r}")
         if value < minimum:
             raise ValueError(f"must be >= {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise ValueError(f"must be <= {maximum}, got {value}")
         return value
 
     return check
 
 
-def _seconds(allow_zero: bool = False) -> Callable[[Any], float]:
+def _seconds(allow_zero: bool = False, maximum: float = math.inf) -> Callable[[Any], float]:
     def check(value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise TypeError(f"must be a number of seconds, got {value!r}")
         if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
             bound = ">= 0" if allow_zero else "> 0"
             raise ValueError(f"must be {bound}, got {value}")
+        if value > maximum:
+            raise ValueError(f"must be <= {maximum:g}, got {value}")
         return float(value)
 
     return check
@@ -271,7 +277,8 @@ def _resp_port(value: Any) -> int:
 
 _CHECKS: dict[str, Callable[[Any], Any]] = {
     "port": _port,
-    "num_counters": _integer(1),
+    # 2^30 counters take 8 GiB (docs/configuration.md).
+    "num_counters": _integer(1, 1 << 30),
     "max_cost": _integer(1),
     "buffer_items": _integer(1),
     "read_timeout": _seconds(),
@@ -286,7 +293,7 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "max_key_length": _integer(1),
     "max_value_size": _integer(0),
     "max_keys_per_request": _integer(1),
-    "tombstone_grace_seconds": _seconds(),
+    "tombstone_grace_seconds": _seconds(maximum=100 * 365 * 24 * 3600),  # 100 years
     "outbox_size": _integer(1),
     "anti_entropy_interval_in_seconds": _seconds(allow_zero=True),
     "read_only_keys": _secrets,
