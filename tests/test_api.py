@@ -574,21 +574,25 @@ async def test_unknown_path_is_404_json(client: httpx.AsyncClient, path: str) ->
 
 
 @pytest.mark.parametrize(
-    ("method", "path"),
+    ("method", "path", "allowed"),
     [
-        ("GET", "/set?key=k&ttl=0"),
-        ("PUT", "/get?key=k"),
-        ("POST", "/trygetwithexpire?key=k"),
-        ("GET", "/getKeys"),
-        ("DELETE", "/list"),
-        ("GET", "/flush"),
-        ("PUT", "/remove?key=k"),
-        ("PUT", "/removeallkeys?key=k"),
-        ("POST", "/ping"),
+        ("GET", "/set?key=k&ttl=0", "POST, PUT, OPTIONS"),
+        ("PUT", "/get?key=k", "GET, HEAD, OPTIONS"),
+        ("POST", "/trygetwithexpire?key=k", "GET, HEAD, OPTIONS"),
+        ("GET", "/getKeys", "POST, OPTIONS"),
+        ("DELETE", "/list", "GET, HEAD, OPTIONS"),
+        ("GET", "/flush", "POST, OPTIONS"),
+        ("PUT", "/remove?key=k", "GET, HEAD, POST, DELETE, OPTIONS"),
+        ("PUT", "/removeallkeys?key=k", "GET, HEAD, POST, DELETE, OPTIONS"),
+        ("POST", "/ping", "GET, HEAD, OPTIONS"),
     ],
 )
-async def test_wrong_method_is_405_json(client: httpx.AsyncClient, method: str, path: str) -> None:
-    assert_error(await client.request(method, path), 405)
+async def test_wrong_method_is_405_json_naming_the_allowed_ones(
+    client: httpx.AsyncClient, method: str, path: str, allowed: str
+) -> None:
+    response = await client.request(method, path)
+    assert_error(response, 405)
+    assert sorted(response.headers["allow"].split(", ")) == sorted(allowed.split(", "))
 
 
 @pytest.mark.parametrize(
@@ -622,10 +626,13 @@ async def test_setkeys_stores_text_and_binary_values(client: httpx.AsyncClient) 
         "text": "hello",
         "binary": {"value": base64.b64encode(BINARY).decode(), "encoding": "base64"},
         "typed": {"value": "{}", "content_type": "application/json"},
+        "untyped": {"value": "x", "content_type": ""},
     }
     response = await client.post("/setKeys", params={"ttl": 0}, json=body)
     assert response.status_code == 200
-    assert response.json() == {"stored": 3, "refused": []}
+    assert response.json() == {"stored": 4, "refused": []}
+    untyped = await client.get("/get", params={"key": "untyped"})
+    assert untyped.headers["content-type"] == "application/octet-stream"  # as /set stores it
     assert (await client.get("/get", params={"key": "text"})).content == b"hello"
     assert (await client.get("/get", params={"key": "binary"})).content == BINARY
     typed = await client.get("/get", params={"key": "typed"})

@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 from quart import Response, request
 from quart_trio import QuartTrio
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from phoenix import __version__
 from phoenix.api_rules import (
@@ -89,7 +89,10 @@ def register_routes(app: QuartTrio, node: Node, render_metrics: Callable[[], byt
     async def _http_error(error: HTTPException) -> Response:
         status = error.code or 500
         message = HTTP_MESSAGES.get(status, error.description or error.name)
-        return error_response(status, message)
+        response = error_response(status, message)
+        if isinstance(error, MethodNotAllowed) and error.valid_methods:
+            response.headers["Allow"] = ", ".join(error.valid_methods)  # as HTTP requires
+        return response
 
     @app.route("/trygetwithexpire", methods=["GET"])
     async def get_with_expiry() -> Response:

@@ -215,6 +215,7 @@ def _value_from_json(key: str, value: Any) -> tuple[bytes, str]:
         # It is sent back as a header: printable ASCII only.
         if not isinstance(content_type, str) or not all(" " <= c <= "~" for c in content_type):
             raise InvalidRequest(f"{key!r}: content_type must be a string of printable ASCII")
+        content_type = content_type or DEFAULT_CONTENT_TYPE  # as /set takes an empty one
         if value.get("encoding") == "base64":
             try:
                 return base64.b64decode(value["value"], validate=True), content_type

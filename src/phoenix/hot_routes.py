@@ -136,10 +136,10 @@ class HotRoutes:
     ) -> Reply:
         method = scope["method"]
         if method not in methods:
+            allowed = ", ".join((*methods, "OPTIONS"))
             if method == "OPTIONS":
-                allowed = ", ".join((*methods, "OPTIONS"))
                 return 200, "text/html; charset=utf-8", b"", {"Allow": allowed}
-            return _error(405, HTTP_MESSAGES[405])
+            return _error(405, HTTP_MESSAGES[405], {"Allow": allowed})  # as HTTP requires
         node = self.node
         if path == "/get":
             entry = lookup(node, scope["query_string"])
@@ -246,6 +246,6 @@ def _json(answer: Answer) -> Reply:
     return status, JSON, dumps(body).encode(), headers
 
 
-def _error(status: int, message: str) -> Reply:
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Reply:
     body: Any = {"error": message}
-    return _json((status, body, {}))
+    return _json((status, body, headers or {}))
