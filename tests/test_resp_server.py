@@ -179,6 +179,9 @@ async def test_option_and_transaction_corners_answer_as_redis_does(server: RespS
         (b"GET k", b"$1\r\nv\r\n"),
         (b"PEXPIRE k -9223372036854775808", b":1\r\n"),
         (b"GET k", b"$-1\r\n"),
+        # SCAN reads its cursor as C's strtoul does: "" is 0, -1 wraps to the last.
+        (b'SCAN ""', b"*2\r\n$1\r\n0\r\n*0\r\n"),
+        (b"SCAN -1", b"*2\r\n$1\r\n0\r\n*0\r\n"),
     ]
     session = await converse(server, b"".join(line + b"\r\n" for line, _ in exchanges))
     assert session.replies == b"".join(reply for _, reply in exchanges)
@@ -900,6 +903,8 @@ def test_get_set_and_set_options(r: redis.Redis) -> None:
         (("PING", "a", "b"), "wrong number of arguments for 'ping' command"),
         (("FLUSHALL", "NOW"), "syntax error"),
         (("SCAN", "x"), "invalid cursor"),
+        (("SCAN", " 1"), "invalid cursor"),
+        (("SCAN", "18446744073709551616"), "invalid cursor"),
         (("SCAN", "0", "COUNT", "0"), "syntax error"),
         (("SCAN", "0", "MATCH"), "syntax error"),
         (("CLIENT", "KILL"), "unknown subcommand 'KILL'. Try CLIENT HELP."),

@@ -611,11 +611,22 @@ def _keys(session: Session, command: Command) -> bytes:
     return resp.bulk_array(found)
 
 
-def _scan(session: Session, command: Command) -> bytes:
-    raw_cursor = command[1]
-    if not raw_cursor.isdigit() or len(raw_cursor) > 20:
+def _scan_cursor(raw: bytes) -> int:
+    """A cursor as Redis reads it (C's strtoul): an optional sign, decimal digits
+    (none: 0), within 64 bits; a negative one wraps around."""
+    match = _CURSOR.fullmatch(raw)
+    if match is None or int(match[2] or b"0") >= UINT64_LIMIT:
         refuse("ERR invalid cursor")
-    cursor = int(raw_cursor)
+    magnitude = int(match[2] or b"0")
+    return -magnitude % UINT64_LIMIT if match[1] == b"-" else magnitude
+
+
+_CURSOR = re.compile(rb"([+-]?)0*([0-9]{0,20})")
+UINT64_LIMIT = 2**64
+
+
+def _scan(session: Session, command: Command) -> bytes:
+    cursor = _scan_cursor(command[1])
     count = DEFAULT_SCAN_COUNT
     matches: Callable[[str], bool] | None = None
     wanted_type: bytes | None = None
