@@ -246,8 +246,12 @@ async def test_write_concern_waits_for_peers_or_names_the_missing(
             response = await client.post("/set", params={"key": "k2", "ttl": 0, "sync": 2})
             assert response.status_code == 504
             assert response.json()["missing"] == [url("n3")]
-            response = await client.post("/set", params={"key": "k3", "ttl": 0, "sync": 3})
-            assert response.status_code == 400
+            for sync in ("3", "x", "9" * 5000):  # one answer for every sync out of range
+                response = await client.post("/set", params={"key": "k3", "ttl": 0, "sync": sync})
+                assert (response.status_code, response.json()) == (
+                    400,
+                    {"error": "sync must be between 0 and 2 (the other peers)"},
+                )
             # An empty batch writes nothing, so there is nothing to wait for.
             response = await client.post("/setKeys", params={"ttl": 0, "sync": 2}, json={})
             assert (response.status_code, response.json()) == (200, {"stored": 0, "refused": []})
