@@ -228,6 +228,28 @@ async def test_connection_is_closed_after_max_requests_per_conn(
             assert buffer == b""
 
 
+async def test_a_connection_idle_for_read_timeout_is_closed_not_left_unread(
+    tmp_path: Path, free_port: int
+) -> None:
+    # Such a connection was once left open unread until keep-alive's 5 s: a
+    # request sent then was neither read nor answered.
+    config = {"port": f"127.0.0.1:{free_port}", "read_timeout": 1, "write_timeout": 1}
+    request = b"POST /set?key=k&ttl=0 HTTP/1.1\r\nHost: node\r\nContent-Length: 1\r\n\r\nv"
+    command = phoenix_command("serve", "--config", str(write_config(tmp_path, config)))
+    async with serving(command, free_port, tmp_path):
+        for head in (request, b"GET /get?key=k HTTP/1.1\r\nHost: n"):  # answered; unfinished
+            stream = await trio.open_tcp_stream("127.0.0.1", free_port)
+            async with stream:
+                buffer = bytearray()
+                with trio.fail_after(5):
+                    await stream.send_all(head)
+                    if head == request:
+                        assert (await read_response(stream, buffer)).startswith(b"HTTP/1.1 200")
+                # Closed after read_timeout (1 s) of silence, well before keep-alive's 5 s.
+                with trio.fail_after(3):
+                    assert await stream.receive_some() == b""
+
+
 async def test_connection_stays_open_without_max_requests_per_conn(
     tmp_path: Path, free_port: int
 ) -> None:

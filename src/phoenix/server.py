@@ -32,11 +32,14 @@ def hypercorn_config(config: Config) -> HypercornConfig:
     """The hypercorn settings that carry the node's listening address and limits."""
     settings = HypercornConfig()
     settings.bind = [config.bind]
-    # hypercorn also closes a connection that sends nothing for this long while
-    # its request is being answered, so it must cover a whole request (which
-    # the app bounds by read_timeout + write_timeout). Typed int in
-    # hypercorn, but only handed to trio.fail_after, which takes floats.
-    settings.read_timeout = config.read_timeout + config.write_timeout  # type: ignore[assignment]
+    # A connection with no request in progress (before its first, between
+    # two, or with a request head still arriving) is closed after
+    # read_timeout; the app bounds each request itself. hypercorn's own
+    # read_timeout stays off: when it fired, hypercorn stopped reading but
+    # kept the connection open until keep_alive_timeout, so a request sent
+    # in between was never read nor answered.
+    settings.keep_alive_timeout = config.read_timeout
+    settings.read_timeout = None
     settings.keep_alive_max_requests = config.max_requests_per_conn or _UNLIMITED_REQUESTS
     settings.accesslog = None
     settings.errorlog = logging.getLogger("hypercorn.error")
