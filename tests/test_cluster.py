@@ -217,6 +217,31 @@ async def test_restarted_node_recovers_everything_at_start(autojump_clock: trio.
         assert len(assert_converged(harness)) == 101
 
 
+async def test_a_restarted_node_syncs_only_from_a_peer_that_is_ready(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with cluster(NAMES) as harness:
+        await settle(2)
+        for i in range(50):
+            await put(harness, "n3", f"k{i}", b"v")
+        await settle(1)
+        harness.kill("n1")
+        harness.kill("n2")
+        harness.network.partition("n3")  # it holds every key, out of reach
+        n1, n2 = await harness.start("n1"), await harness.start("n2")
+        await settle(2)
+        # Each reaches the other, which is recovering too and holds nothing:
+        # neither may say it is ready, nor answer 404 for a key it lacks.
+        assert not n1.ready and not n2.ready
+        async with harness.client("n1") as client:
+            assert (await client.get("/get", params={"key": "k1"})).status_code == 503
+        await settle(5)  # past heart_beat (1 s) x retries (3): serve, saying how
+        assert n1.ready and "without sync" in n1.recovery
+        harness.network.heal("n3")
+        await settle(10)
+        assert len(assert_converged(harness)) == 50
+
+
 async def test_reads_wait_for_start_up_recovery(autojump_clock: trio.abc.Clock) -> None:
     async with cluster(["n1", "n2"]) as harness:
         await settle(2)

@@ -314,11 +314,13 @@ class Node:
         await replicate(peer.url, peer.outbox, deliver, still_wanted)
 
     async def _recover_at_start(self) -> None:
-        """Pull the data from the first live peer that is not this node.
+        """Pull the data from the first live peer that is ready itself.
 
+        A peer still recovering (restarted with this one) may hold nothing
+        yet: synced from it, this node would say it is ready with no data.
         Waits at most heart_beat_interval_in_seconds times
-        max_retries_to_disabled_node for
-        a peer to answer; then serves without a sync and says so.
+        max_retries_to_disabled_node for a ready peer; then serves without a
+        sync and says so (the regular catch-up pulls the data once one is).
         """
         config = self.config
         patience = config.heart_beat_interval_in_seconds * config.max_retries_to_disabled_node
@@ -326,7 +328,7 @@ class Node:
         while True:
             await self._ping_all()
             for peer in self.peers:
-                if peer.state is PeerState.UP and await self._catch_up_with(peer):
+                if peer.state is PeerState.UP and peer.ready and await self._catch_up_with(peer):
                     self._become_ready(f"synced from {peer.url}")
                     return
             others = [p for p in self.peers if p.state is not PeerState.SELF]
@@ -334,7 +336,9 @@ class Node:
                 self._become_ready("no other peers")
                 return
             if trio.current_time() >= deadline:
-                self._become_ready(f"no peer answered within {patience:g}s; serving without sync")
+                self._become_ready(
+                    f"no ready peer answered within {patience:g}s; serving without sync"
+                )
                 return
             await trio.sleep(min(1.0, config.heart_beat_interval_in_seconds))
 
