@@ -500,12 +500,12 @@ async def http_benchmark(sizes: Sizes, wrk: str | None, folder: Path) -> HttpRes
     config.write_text(json.dumps({"port": f"127.0.0.1:{phoenix_port}", "node_id": "bench"}))
     # The ceiling runs under the hypercorn settings phoenix serve uses: no
     # request limit per kept-alive connection (hypercorn's default is 1,000)
-    # and its read_timeout, which bounds every socket read.
+    # and its keep-alive timeout.
     served = hypercorn_config(Config.from_mapping(json.loads(config.read_text())))
     bare_config = folder / "bare.toml"
     bare_config.write_text(
         f"keep_alive_max_requests = {served.keep_alive_max_requests}\n"
-        f"read_timeout = {served.read_timeout}\n"
+        f"keep_alive_timeout = {served.keep_alive_timeout}\n"
     )
     hypercorn = Path(sys.executable).parent / "hypercorn"
     bare_command = [
@@ -1090,7 +1090,7 @@ def render_http(results: Results) -> list[str]:
         "The servers: `phoenix serve` (default settings, one node, no peers) and, as the "
         "ceiling, `hypercorn --worker-class trio --workers 0 bench/bare_asgi.py:app` (one "
         "process, with the hypercorn settings phoenix serve uses: keep-alive without a request "
-        "limit, and its read_timeout on every socket read), an ASGI "
+        "limit, and its keep-alive timeout), an ASGI "
         "callable answering a fixed 100-byte body (it reads and drops a request's body). "
         "Both run for the whole benchmark; "
         f"{warmup}{plural(sizes.http_repeats, 'counted run')} per target in "

@@ -318,9 +318,11 @@ class Node:
 
         A peer still recovering (restarted with this one) may hold nothing
         yet: synced from it, this node would say it is ready with no data.
-        Waits at most heart_beat_interval_in_seconds times
-        max_retries_to_disabled_node for a ready peer; then serves without a
-        sync and says so (the regular catch-up pulls the data once one is).
+        When every peer answers and all are recovering, the whole cluster is
+        starting and there is nothing to pull. Else waits at most
+        heart_beat_interval_in_seconds times max_retries_to_disabled_node for
+        a ready peer; then serves without a sync and says so (the regular
+        catch-up pulls the data once one is ready).
         """
         config = self.config
         patience = config.heart_beat_interval_in_seconds * config.max_retries_to_disabled_node
@@ -334,6 +336,10 @@ class Node:
             others = [p for p in self.peers if p.state is not PeerState.SELF]
             if not others:
                 self._become_ready("no other peers")
+                return
+            if all(p.state is PeerState.UP and not p.ready for p in others):
+                # The whole cluster is starting: no one holds data to pull.
+                self._become_ready("every peer is starting too")
                 return
             if trio.current_time() >= deadline:
                 self._become_ready(
