@@ -904,6 +904,7 @@ def test_get_set_and_set_options(r: redis.Redis) -> None:
         (("FLUSHALL", "NOW"), "syntax error"),
         (("SCAN", "x"), "invalid cursor"),
         (("SCAN", " 1"), "invalid cursor"),
+        (("SCAN", "-"), "invalid cursor"),
         (("SCAN", "18446744073709551616"), "invalid cursor"),
         (("SCAN", "0", "COUNT", "0"), "syntax error"),
         (("SCAN", "0", "MATCH"), "syntax error"),

@@ -54,7 +54,7 @@ EXIT_OK = 0
 EXIT_NOT_FOUND = 1
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
-# The longest --timeout: a day (past it, no deadline can be computed for inf).
+# The longest --timeout: a day (an infinite one overflowed the request's deadline).
 MAX_TIMEOUT = 86_400
 
 

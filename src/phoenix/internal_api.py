@@ -50,9 +50,9 @@ def register_internal_routes(app: QuartTrio, node: Node) -> None:
     async def bucket_digests() -> Response:
         body = await json_body("body must be JSON")
         groups = body.get("groups") if isinstance(body, dict) else None
+        # type(), not isinstance(): a JSON true is no group number.
         if not isinstance(groups, list) or not all(
-            type(g) is int and 0 <= g < recovery.GROUP_COUNT
-            for g in groups  # not a bool
+            type(g) is int and 0 <= g < recovery.GROUP_COUNT for g in groups
         ):
             raise InvalidRequest(
                 f"groups must be an array of integers below {recovery.GROUP_COUNT}"

@@ -615,13 +615,16 @@ def _scan_cursor(raw: bytes) -> int:
     """A cursor as Redis reads it (C's strtoul): an optional sign, decimal digits
     (none: 0), within 64 bits; a negative one wraps around."""
     match = _CURSOR.fullmatch(raw)
-    if match is None or int(match[2] or b"0") >= UINT64_LIMIT:
+    if match is None or (match[1] and not match[2]):  # a sign alone is not read
         refuse("ERR invalid cursor")
-    magnitude = int(match[2] or b"0")
+    digits = match[2].lstrip(b"0")
+    if len(digits) > 20 or int(digits or b"0") >= UINT64_LIMIT:
+        refuse("ERR invalid cursor")
+    magnitude = int(digits or b"0")
     return -magnitude % UINT64_LIMIT if match[1] == b"-" else magnitude
 
 
-_CURSOR = re.compile(rb"([+-]?)0*([0-9]{0,20})")
+_CURSOR = re.compile(rb"([+-]?)([0-9]*)")
 UINT64_LIMIT = 2**64
 
 

@@ -260,7 +260,7 @@ class CanonicalPath:
     path, and werkzeug routes `//flush` as `/flush`. Left as sent, such a
     path passed the Guard as some unknown route and still reached /flush:
     a read-only key could flush. So it is rewritten here, once, to what the
-    app will route (as the original's server normalizes paths too).
+    app will route.
     """
 
     def __init__(self, app: ASGIApp) -> None:
