@@ -149,9 +149,9 @@ async def test_a_path_written_otherwise_gets_the_same_checks(
     async with client_of(keyed_app, Authorization=f"Bearer {READER}") as reader:
         assert (await reader.get("/get", params={"key": "k"})).content == b"kept"
     # The peer routes too, and a path so written still reaches its route.
-    for path in ("//internal/digests", "http://node/internal/digests"):
-        assert (await answer(keyed_app, "GET", path, WRITER))[0] == 401
-        assert (await answer(keyed_app, "GET", path, CLUSTER))[0] == 200
+    for peer_path in ("//internal/digests", "http://node/internal/digests"):
+        assert (await answer(keyed_app, "GET", peer_path, WRITER))[0] == 401
+        assert (await answer(keyed_app, "GET", peer_path, CLUSTER))[0] == 200
     assert await answer(keyed_app, "GET", "//get", READER) == (200, b"kept")
 
 

@@ -171,7 +171,7 @@ def test_usage_errors_exit_2(url: str) -> None:
         (("--ttl", "9" * 5000), "argument --ttl: must be a whole number of seconds"),
     ],
 )
-def test_arguments_no_request_can_carry_exit_2_with_one_line(
+def test_arguments_that_cannot_be_sent_exit_2_without_a_traceback(
     url: str, args: tuple[str, ...], message: str
 ) -> None:
     result = phoenix(url, "set", "k", "v", *args)
