@@ -9,6 +9,7 @@ import pytest
 import trio
 
 from cluster_harness import Cluster, cluster, contents, settle, url
+from phoenix.clock import LOGICAL_BITS
 from phoenix.peers import PeerState
 
 NAMES = ["n1", "n2", "n3"]
@@ -295,22 +296,43 @@ SET_OP = {"op": "set", "key": "b", "value": "dg==", "content_type": "t", "expire
         {**SET_OP, "content_type": "t\r\nX-Injected: 1"},
         {**SET_OP, "content_type": "t\u20ac"},
         {**SET_OP, "expires_at": 10**30},
-        # A timestamp past 64 bits would move the node's clock past them for good.
+        # Timestamps far ahead would move the node's clock there for good.
         {**SET_OP, "version": [2**70, "x"]},
+        {**SET_OP, "version": [2**63 - 1, "x"]},
     ],
 )
 async def test_malformed_batch_is_refused_whole(
     autojump_clock: trio.abc.Clock, bad: dict[str, object]
 ) -> None:
     async with cluster(["n1"]) as harness:
-        good = {**SET_OP, "key": "a", "version": [1 << 60, "x"]}
-        bad = {"version": [1 << 60, "x"], **bad}
+        version = [harness.nodes["n1"].hlc.now(), "x"]
+        good = {**SET_OP, "key": "a", "version": version}
+        bad = {"version": version, **bad}
         async with harness.client("n1") as client:
             body = json.dumps({"ops": [good, bad]})
             response = await client.post("/internal/apply", content=body)
             assert response.status_code == 400
         assert contents(harness.nodes["n1"]) == {}
-        assert harness.nodes["n1"].hlc.now() < 1 << 61
+        assert harness.nodes["n1"].hlc.now() < version[0] + (1 << 32)  # not moved far
+
+
+async def test_a_version_up_to_a_day_ahead_is_taken_and_replicates_on(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with cluster(["n1", "n2"]) as harness:
+        await settle(2)
+        n1 = harness.nodes["n1"]
+        hour, days = 3600 * 1000 << LOGICAL_BITS, 2 * 24 * 3600 * 1000 << LOGICAL_BITS
+        async with harness.client("n1") as client:
+            for ahead, status in ((days, 400), (hour, 200)):
+                op = {**SET_OP, "key": "ahead", "version": [n1.hlc.now() + ahead, "x"]}
+                body = json.dumps({"ops": [op]})
+                assert (await client.post("/internal/apply", content=body)).status_code == status
+            # Its clock is an hour ahead now, and its peer still takes its writes.
+            response = await client.post("/set", params={"key": "k", "ttl": 0, "sync": 1})
+            assert response.status_code == 200
+        assert "ahead" in contents(n1)
+        assert "k" in contents(harness.nodes["n2"])
 
 
 async def test_full_outbox_falls_back_to_catch_up(autojump_clock: trio.abc.Clock) -> None:

@@ -39,6 +39,10 @@ UPKEEP_INTERVAL = 1.0
 
 # Changed keys whose digests are settled between two checkpoints (a few ms).
 SETTLE_BATCH = 4096
+# How far ahead of this node's wall clock a peer's version may be. Taking
+# one further ahead (a clock set wrong, or a forged op) would move this
+# node's clock, and so every version it writes, that far ahead for good.
+MAX_CLOCK_AHEAD_MS = 24 * 3600 * 1000
 
 
 def peer_tls_context(config: Config) -> ssl.SSLContext:
@@ -207,9 +211,22 @@ class Node:
         return result
 
     def apply(self, op: Op) -> object:
-        """Apply a versioned write, local or from a peer (last writer wins)."""
+        """Apply a versioned write, local or from a peer (last writer wins).
+
+        InvalidRequest, and nothing applied, if its version is more than
+        MAX_CLOCK_AHEAD_MS ahead of this node's wall clock.
+        """
+        self._check_not_ahead([op])
         self.hlc.observe(op.version[0])
         return self._apply_to_store(op)
+
+    def _check_not_ahead(self, ops: Sequence[Op]) -> None:
+        limit = self.clock.now_ms() + MAX_CLOCK_AHEAD_MS
+        for op in ops:
+            if physical_ms(op.version[0]) > limit:
+                raise InvalidRequest(
+                    f"version {list(op.version)} is more than a day ahead of this node's clock"
+                )
 
     def _apply_to_store(self, op: Op) -> object:
         store = self.store
@@ -222,7 +239,11 @@ class Node:
         return store.flush(op.version)
 
     def apply_pushed(self, ops: Sequence[Op]) -> None:
-        """Apply, in order, writes a peer pushed; time each from its version's clock."""
+        """Apply, in order, writes a peer pushed; time each from its version's clock.
+
+        All are checked before any is applied (`apply`'s InvalidRequest).
+        """
+        self._check_not_ahead(ops)
         for op in ops:
             self.apply(op)
         now_ms = self.clock.now_ms()
@@ -390,7 +411,7 @@ class Node:
         behind, peer.needs_catch_up, peer.sync_due = peer.needs_catch_up, False, False
         try:
             report = await catch_up(self.store, self.apply, self._peer_client(), peer.url)
-        except PeerCallFailed as error:
+        except (PeerCallFailed, InvalidRequest) as error:  # InvalidRequest: `apply` refused
             log.warning("catch-up with %s failed: %s", peer.url, error)
             peer.needs_catch_up, peer.sync_due = behind, True
             return False
