@@ -87,7 +87,9 @@ async def test_refused_request_changes_nothing(keyed_app: ASGIApp) -> None:
         assert (await reader.get("/get", params={"key": "k"})).status_code == 404
 
 
-async def answer(app: ASGIApp, method: str, path: str, key: str) -> tuple[int, bytes]:
+async def answer(
+    app: ASGIApp, method: str, path: str, key: str, root_path: str = ""
+) -> tuple[int, bytes]:
     """The status and body of one request whose path is given exactly as the server saw it."""
     scope = {
         "type": "http",
@@ -98,7 +100,7 @@ async def answer(app: ASGIApp, method: str, path: str, key: str) -> tuple[int, b
         "path": path,
         "raw_path": path.encode(),
         "query_string": b"key=k",
-        "root_path": "",
+        "root_path": root_path,
         "headers": [(b"host", b"node"), (b"authorization", f"Bearer {key}".encode())],
         "client": ("127.0.0.1", 40000),
         "server": ("node", 80),
@@ -130,29 +132,37 @@ async def answer(app: ASGIApp, method: str, path: str, key: str) -> tuple[int, b
 
 
 @pytest.mark.parametrize(
-    ("method", "path"),
+    ("method", "path", "root_path"),
     [
-        ("POST", "//flush"),
-        ("POST", "http://node/flush"),
-        ("DELETE", "///remove"),
-        ("DELETE", "http://node//removeallkeys"),
-        ("POST", "//set"),
+        ("POST", "//flush", ""),
+        ("POST", "http://node/flush", ""),
+        ("POST", "flush", ""),
+        ("POST", "http:flush", ""),
+        ("DELETE", "///remove", ""),
+        ("DELETE", "http://node//removeallkeys", ""),
+        ("POST", "//set", ""),
+        # Served below a root_path, as `hypercorn --root-path /cache` does.
+        ("POST", "/cache/flush", "/cache"),
+        ("POST", "/cacheflush", "/cache"),
+        ("POST", "/cache//flush", "/cache"),
+        ("POST", "http://node/cache/flush", "/cache"),
     ],
 )
 async def test_a_path_written_otherwise_gets_the_same_checks(
-    keyed_app: ASGIApp, method: str, path: str
+    keyed_app: ASGIApp, method: str, path: str, root_path: str
 ) -> None:
     async with client_of(keyed_app, Authorization=f"Bearer {WRITER}") as writer:
         await writer.post("/set", params={"key": "k", "ttl": 0}, content=b"kept")
-    status, body = await answer(keyed_app, method, path, READER)
+    status, body = await answer(keyed_app, method, path, READER, root_path)
     assert (status, json.loads(body)) == (403, {"error": "this API key is read-only"})
     async with client_of(keyed_app, Authorization=f"Bearer {READER}") as reader:
         assert (await reader.get("/get", params={"key": "k"})).content == b"kept"
     # The peer routes too, and a path so written still reaches its route.
-    for peer_path in ("//internal/digests", "http://node/internal/digests"):
-        assert (await answer(keyed_app, "GET", peer_path, WRITER))[0] == 401
-        assert (await answer(keyed_app, "GET", peer_path, CLUSTER))[0] == 200
-    assert await answer(keyed_app, "GET", "//get", READER) == (200, b"kept")
+    peer_path = root_path + "//internal/digests"
+    assert (await answer(keyed_app, "GET", peer_path, WRITER, root_path))[0] == 401
+    assert (await answer(keyed_app, "GET", peer_path, CLUSTER, root_path))[0] == 200
+    get_path = root_path + "//get"
+    assert await answer(keyed_app, "GET", get_path, READER, root_path) == (200, b"kept")
 
 
 def test_keys_come_from_environment_and_files_and_stay_out_of_repr(

@@ -42,6 +42,7 @@ from phoenix.errors import BodyTimeout, RequestError, TooLarge
 from phoenix.internal_api import apply_batch
 from phoenix.limits import DEADLINE_EXCEEDED, ASGIApp, Receive, Scope, Send, send_json_error
 from phoenix.node import Node
+from phoenix.security import route_path
 from phoenix.store import DEFAULT_CONTENT_TYPE
 
 log = logging.getLogger("phoenix.api")
@@ -86,7 +87,7 @@ class HotRoutes:
         self.write_timeout = node.config.write_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = _route_path(scope) if scope["type"] == "http" else ""
+        path = route_path(scope) if scope["type"] == "http" else ""
         methods = METHODS.get(path)
         if methods is None:
             await self.app(scope, receive, send)
@@ -218,15 +219,6 @@ async def _send_reply(send: Send, reply: Reply) -> None:
         headers.append((name.lower().encode(), value.encode("latin-1")))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-
-
-def _route_path(scope: Scope) -> str:
-    """The path below the app's root_path, as Quart routes it."""
-    path: str = scope["path"]
-    root = scope.get("root_path", "")
-    if not root:
-        return path
-    return path.removeprefix(root) if path != root and path.startswith(root) else ""
 
 
 def _body_headers(scope: Scope) -> tuple[str | None, int | None]:

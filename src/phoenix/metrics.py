@@ -24,6 +24,7 @@ from phoenix.histogram import Histogram
 from phoenix.limits import ASGIApp, Message, Receive, Scope, Send
 from phoenix.node import Node
 from phoenix.peers import PeerState
+from phoenix.security import route_path
 
 # Paths reported by name; any other path is counted as "other", so that
 # scanners cannot blow up the number of time series.
@@ -163,7 +164,7 @@ class RequestMetrics(Collector):
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path = scope["path"]
+        path = route_path(scope)
         route = path if path in KNOWN_ROUTES else "other"
         status = 500
         started = time.perf_counter()

@@ -257,10 +257,11 @@ class CanonicalPath:
     """ASGI middleware, outermost: every layer sees the path the app routes.
 
     Quart routes an absolute-form target (`POST http://host/flush`) by its
-    path, and werkzeug routes `//flush` as `/flush`. Left as sent, such a
-    path passed the Guard as some unknown route and still reached /flush:
-    a read-only key could flush. So it is rewritten here, once, to what the
-    app will route.
+    path, takes off root_path, and werkzeug routes `flush` and `//flush` as
+    `/flush`. Left as sent, such a path passed the Guard as some unknown
+    route and still reached /flush: a read-only key could flush. So it is
+    rewritten here, once, to root_path and the route the app will run;
+    `route_path` gives the route back to every layer below.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -268,17 +269,36 @@ class CanonicalPath:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket"):
-            path = scope["path"]
-            if not path.startswith("/") or "//" in path:
-                scope = {**scope, "path": canonical_path(path)}
+            path, root = scope["path"], scope.get("root_path", "")
+            if root or not path.startswith("/") or "//" in path:
+                routed = routed_path(path, root)
+                if routed is not None and root + routed != path:
+                    scope = {**scope, "path": root + routed}
         await self.app(scope, receive, send)
 
 
-def canonical_path(path: str) -> str:
-    """The path of an absolute URL (as Quart reads it), with runs of "/" merged."""
+def routed_path(path: str, root_path: str = "") -> str | None:
+    """The route the app runs for `path`, as Quart and werkzeug read it: an
+    absolute URL's path, less `root_path`, one leading "/" and runs of "/"
+    merged. None when `path` is not below `root_path` (the app answers 404).
+    """
     if not path.startswith("/"):
         path = urlsplit(path).path
-    return _SLASHES.sub("/", path) or "/"
+    if root_path:
+        if path == root_path or not path.startswith(root_path):
+            return None
+        path = path.removeprefix(root_path)
+    return "/" + _SLASHES.sub("/", path.lstrip("/"))
+
+
+def route_path(scope: Scope) -> str:
+    """The route of a request that CanonicalPath has seen: its path below
+    root_path ("" when it is not below it)."""
+    path: str = scope["path"]
+    root = scope.get("root_path", "")
+    if not root:
+        return path
+    return path.removeprefix(root) if path != root and path.startswith(root) else ""
 
 
 _SLASHES = re.compile("//+")
@@ -322,8 +342,8 @@ class Guard:
         refusal = None
         if self.whitelist is not None and not self.whitelist.current.allows(address):
             refusal = 403, f"{address} is not in the whitelist"
-        elif scope["path"] not in self.open_paths:
-            refusal = self.keys.refusal(scope["path"], presented_key(scope))
+        elif (route := route_path(scope)) not in self.open_paths:
+            refusal = self.keys.refusal(route, presented_key(scope))
         if refusal is None:
             await self.app(scope, receive, send)
             return
