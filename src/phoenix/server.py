@@ -34,11 +34,13 @@ def hypercorn_config(config: Config) -> HypercornConfig:
     settings.bind = [config.bind]
     # A connection with no request in progress (before its first, between
     # two, or with a request head still arriving) is closed after
-    # read_timeout; the app bounds each request itself. hypercorn's own
-    # read_timeout stays off: when it fired, hypercorn stopped reading but
-    # kept the connection open until keep_alive_timeout, so a request sent
-    # in between was never read nor answered.
-    settings.keep_alive_timeout = config.read_timeout
+    # read_timeout + write_timeout; the app bounds each request itself.
+    # hypercorn's own read_timeout stays off: when it fired, hypercorn
+    # stopped reading but kept the connection open until keep_alive_timeout,
+    # so a request sent in between was never read. (Keep-alive at
+    # read_timeout alone was too short: peers heartbeating every
+    # read_timeout kept meeting connections closed under them.)
+    settings.keep_alive_timeout = config.read_timeout + config.write_timeout
     settings.read_timeout = None
     settings.keep_alive_max_requests = config.max_requests_per_conn or _UNLIMITED_REQUESTS
     settings.accesslog = None
