@@ -228,9 +228,7 @@ async def test_connection_is_closed_after_max_requests_per_conn(
             assert buffer == b""
 
 
-async def test_an_idle_connection_is_closed_not_left_unread(
-    tmp_path: Path, free_port: int
-) -> None:
+async def test_an_idle_connection_is_closed_not_left_unread(tmp_path: Path, free_port: int) -> None:
     # Such a connection was once left open unread until keep-alive's 5 s: a
     # request sent then was neither read nor answered.
     config = {"port": f"127.0.0.1:{free_port}", "read_timeout": 1, "write_timeout": 1}
