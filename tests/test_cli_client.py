@@ -164,8 +164,8 @@ def test_usage_errors_exit_2(url: str) -> None:
     ("args", "message"),
     [
         (("--timeout", "inf"), "argument --timeout: must be a number of seconds above 0"),
-        (("--content-type", "t\u00e9xt"), "a content type must be printable ASCII"),
-        (("--content-type", "a\nb"), "a content type must be printable ASCII"),
+        (("--content-type", "t\u00e9xt"), "argument --content-type: must be printable ASCII"),
+        (("--content-type", "a\nb"), "argument --content-type: must be printable ASCII"),
         (("--api-key", "bad\nkey-0123456789"), "an API key must be printable ASCII"),
         (("--url", "http://127.0.0.1:99999"), "the port must be from 1 to 65535"),
         (("--ttl", "9" * 5000), "argument --ttl: must be a whole number of seconds"),

@@ -218,6 +218,20 @@ async def test_restarted_node_recovers_everything_at_start(autojump_clock: trio.
         assert len(assert_converged(harness)) == 101
 
 
+async def test_a_cluster_starting_whole_serves_at_once(autojump_clock: trio.abc.Clock) -> None:
+    async with cluster(NAMES) as harness:
+        await settle(2)  # less than the patience (heart_beat 1 s x retries 3)
+        nodes = harness.nodes
+        assert all(node.ready for node in nodes.values())
+        # One saw every other answer, all recovering, and served; the others synced from it.
+        first = [
+            name for name, node in nodes.items() if node.recovery == "every peer is starting too"
+        ]
+        assert len(first) == 1
+        others = {node.recovery for name, node in nodes.items() if name not in first}
+        assert others == {f"synced from {url(first[0])}"}
+
+
 async def test_a_restarted_node_syncs_only_from_a_peer_that_is_ready(
     autojump_clock: trio.abc.Clock,
 ) -> None:

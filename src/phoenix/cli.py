@@ -205,6 +205,7 @@ def add_client_parsers(commands: argparse._SubParsersAction[argparse.ArgumentPar
     )
     set_.add_argument(
         "--content-type",
+        type=_header_text,
         default=None,
         metavar="TYPE",
         help="what `get` over HTTP answers with (default: application/octet-stream)",
@@ -243,7 +244,7 @@ def _client_runner(command: ClientCommand) -> Callable[[argparse.Namespace], int
         try:
             with client:
                 return command(client, args)
-        except (AuthError, RequestRejected, ValueError) as error:  # ValueError: bad arguments
+        except (AuthError, RequestRejected) as error:
             return _fail(EXIT_USAGE, str(error))
         except PhoenixClientError as error:
             return _fail(EXIT_UNAVAILABLE, str(error))
@@ -428,6 +429,15 @@ def _utf8(text: str) -> str:
         text.encode("utf-8")
     except UnicodeEncodeError:
         raise argparse.ArgumentTypeError(f"not valid UTF-8: {text!r}") from None
+    return text
+
+
+def _header_text(text: str) -> str:
+    """A value sent in a header (--content-type): printable ASCII."""
+    if not text.isascii() or not text.isprintable():
+        raise argparse.ArgumentTypeError(
+            f"must be printable ASCII (it is sent in a header), got {text!r}"
+        )
     return text
 
 
