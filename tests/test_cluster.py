@@ -223,13 +223,13 @@ async def test_a_cluster_starting_whole_serves_at_once(autojump_clock: trio.abc.
         await settle(2)  # less than the patience (heart_beat 1 s x retries 3)
         nodes = harness.nodes
         assert all(node.ready for node in nodes.values())
-        # One saw every other answer, all recovering, and served; the others synced from it.
-        first = [
-            name for name, node in nodes.items() if node.recovery == "every peer is starting too"
-        ]
-        assert len(first) == 1
-        others = {node.recovery for name, node in nodes.items() if name not in first}
-        assert others == {f"synced from {url(first[0])}"}
+        # Those that saw every other answer, all recovering, served at once (one
+        # or two, as the tasks' order falls); any other synced from one of them.
+        starting = "every peer is starting too"
+        first = {name for name, node in nodes.items() if node.recovery == starting}
+        synced = {f"synced from {url(name)}" for name in first}
+        assert first
+        assert all(node.recovery in synced for name, node in nodes.items() if name not in first)
 
 
 async def test_a_restarted_node_syncs_only_from_a_peer_that_is_ready(
