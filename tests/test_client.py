@@ -13,6 +13,7 @@ start in time fails the test with the nodes' stderr.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import doctest
 import json
 import os
@@ -97,6 +98,9 @@ class NodeProcesses:
                 stderr=log,
                 cwd=self.tmp_path,
                 env={**os.environ, "PHOENIX_CONFIG": str(config)},
+                # Its own process group, killed whole: hypercorn's CLI serves
+                # from a worker process, which outlived its parent's SIGKILL.
+                start_new_session=True,
             )
         self.urls[name] = f"{scheme}://127.0.0.1:{port}"
         return self.urls[name]
@@ -123,8 +127,8 @@ class NodeProcesses:
 
     def kill(self, name: str) -> None:
         process = self.processes[name]
-        if process.poll() is None:
-            process.send_signal(signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # the whole group is gone already
+            os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
 
     def kill_all(self) -> None:

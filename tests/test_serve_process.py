@@ -7,6 +7,7 @@ fails the test with its stderr, and every process is killed in a `finally`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -83,15 +84,18 @@ async def serving(
             stderr=stderr,
             cwd=tmp_path,
             env=env,
+            # Its own process group, killed whole: hypercorn's CLI serves
+            # from a worker process, which outlives its parent's SIGKILL.
+            start_new_session=True,
         )
         try:
             await wait_until_serving(process, port, tmp_path)
             yield process
         finally:
-            if process.returncode is None:
-                process.kill()
-                with trio.CancelScope(shield=True):
-                    await process.wait()
+            with contextlib.suppress(ProcessLookupError):  # the whole group is gone already
+                os.killpg(process.pid, signal.SIGKILL)
+            with trio.CancelScope(shield=True):
+                await process.wait()
 
 
 async def stop(process: trio.Process, signum: signal.Signals) -> int:
