@@ -41,6 +41,7 @@ from phoenix.client import (
     PhoenixClient,
     PhoenixClientError,
     RequestRejected,
+    header_text,
 )
 from phoenix.errors import ConfigError
 
@@ -205,7 +206,7 @@ def add_client_parsers(commands: argparse._SubParsersAction[argparse.ArgumentPar
     )
     set_.add_argument(
         "--content-type",
-        type=_header_text,
+        type=_header_argument,
         default=None,
         metavar="TYPE",
         help="what `get` over HTTP answers with (default: application/octet-stream)",
@@ -432,9 +433,9 @@ def _utf8(text: str) -> str:
     return text
 
 
-def _header_text(text: str) -> str:
+def _header_argument(text: str) -> str:
     """A value sent in a header (--content-type): printable ASCII."""
-    if not text.isascii() or not text.isprintable():
+    if not header_text(text):
         raise argparse.ArgumentTypeError(
             f"must be printable ASCII (it is sent in a header), got {text!r}"
         )

@@ -154,7 +154,7 @@ def _call_set(
         content_type = content_type or "text/plain; charset=utf-8"
     else:
         content = bytes(value)
-    if content_type is not None and not _HEADER_TEXT.fullmatch(content_type):
+    if content_type is not None and not header_text(content_type):
         raise ValueError("a content type must be printable ASCII (it is sent in a header)")
     headers = {} if content_type is None else {"Content-Type": content_type}
     params = _with_sync({"key": key, "ttl": str(ttl)}, sync)
@@ -507,7 +507,11 @@ def _check_urls(urls: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(checked)
 
 
-# What a header value sent by the client may hold: printable ASCII.
+def header_text(text: str) -> bool:
+    """Whether `text` may be sent as a header value by the client: printable ASCII."""
+    return _HEADER_TEXT.fullmatch(text) is not None
+
+
 _HEADER_TEXT = re.compile("[ -~]*")
 
 
@@ -525,7 +529,7 @@ class _Settings:
     ) -> _Settings:
         headers = {"User-Agent": f"phoenix-client/{__version__}"}
         if api_key:
-            if not _HEADER_TEXT.fullmatch(api_key):
+            if not header_text(api_key):
                 raise ValueError("an API key must be printable ASCII (it is sent in a header)")
             headers["Authorization"] = f"Bearer {api_key}"
         return cls(headers, httpx.Timeout(timeout), _tls_context(verify, cert))

@@ -7,9 +7,9 @@
   past that it is cancelled and, if nothing was sent yet, answered 503
   (`RequestDeadline`, in front of the Quart routes; phoenix.hot_routes
   bounds its own requests in the same cancel scope that bounds the body).
-  Reading the body alone is bounded by read_timeout (408), each socket read
-  too (hypercorn's read_timeout), and waiting for a write's peers by
-  write_timeout.
+  Reading the body alone is bounded by read_timeout (408), and waiting for a
+  write's peers by write_timeout; a connection with no request in progress
+  is closed after read_timeout + write_timeout (phoenix.server).
 """
 
 from __future__ import annotations

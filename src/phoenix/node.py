@@ -217,6 +217,9 @@ class Node:
         MAX_CLOCK_AHEAD_MS ahead of this node's wall clock.
         """
         self._check_not_ahead([op])
+        return self._observe_and_apply(op)
+
+    def _observe_and_apply(self, op: Op) -> object:
         self.hlc.observe(op.version[0])
         return self._apply_to_store(op)
 
@@ -245,7 +248,7 @@ class Node:
         """
         self._check_not_ahead(ops)
         for op in ops:
-            self.apply(op)
+            self._observe_and_apply(op)
         now_ms = self.clock.now_ms()
         for op in ops:
             self.replication_lag.observe((now_ms - physical_ms(op.version[0])) / 1000)
