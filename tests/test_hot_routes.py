@@ -97,6 +97,75 @@ async def test_unexpected_failure_is_a_logged_json_500(
     assert "disk on fire" in caplog.text
 
 
+def queued_set(http_version: str, length: int | None) -> Scope:
+    headers = [(b"host", b"node")]
+    if length is not None:
+        headers.append((b"content-length", b"%d" % length))
+    scope = {**http_scope("127.0.0.1"), "method": "POST", "path": "/set", "headers": headers}
+    return {**scope, "http_version": http_version, "query_string": b"key=k&ttl=0"}
+
+
+async def test_body_the_server_has_queued_is_stored_whole(
+    app: ASGIApp, client: httpx.AsyncClient
+) -> None:
+    # hypercorn's trio worker queues the parts of a body in a memory channel.
+    parts, receive = trio.open_memory_channel[Message](10)
+    parts.send_nowait({"type": "http.request", "body": b"hel", "more_body": True})
+    parts.send_nowait({"type": "http.request", "body": b"lo", "more_body": True})
+    parts.send_nowait({"type": "http.request", "body": b"", "more_body": False})
+    exchange = Exchange()
+    await app(queued_set("1.1", 5), receive.receive, exchange.send)
+    assert exchange.json() == {"stored": True}
+    assert (await client.get("/get", params={"key": "k"})).content == b"hello"
+
+
+async def test_queued_body_past_max_value_size_is_413_and_not_stored(
+    app: ASGIApp, client: httpx.AsyncClient, node: Node
+) -> None:
+    parts, receive = trio.open_memory_channel[Message](10)
+    too_long = b"x" * (node.config.max_value_size + 1)
+    parts.send_nowait({"type": "http.request", "body": too_long, "more_body": False})
+    exchange = Exchange()
+    await app(queued_set("1.1", None), receive.receive, exchange.send)
+    assert exchange.status == 413
+    assert (await client.get("/get", params={"key": "k"})).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("http_version", "length", "status"),
+    [
+        # Every byte of the declared length came in time: its end follows at once.
+        ("1.1", 5, 200),
+        # Chunked: more may come, so the end is the client's to send in time.
+        ("1.1", None, 408),
+        # HTTP/2 ends a body with a flag the client may still withhold.
+        ("2", 5, 408),
+    ],
+)
+async def test_end_of_a_body_late_past_read_timeout(
+    app: ASGIApp,
+    client: httpx.AsyncClient,
+    autojump_clock: trio.testing.MockClock,
+    http_version: str,
+    length: int | None,
+    status: int,
+) -> None:
+    parts, receive = trio.open_memory_channel[Message](10)
+    parts.send_nowait({"type": "http.request", "body": b"hello", "more_body": True})
+    exchange = Exchange()
+
+    async def end_late() -> None:
+        await trio.sleep(6)  # read_timeout is 5
+        await parts.send({"type": "http.request", "body": b"", "more_body": False})
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(end_late)
+        await app(queued_set(http_version, length), receive.receive, exchange.send)
+    assert exchange.status == status
+    stored = await client.get("/get", params={"key": "k"})
+    assert stored.status_code == (200 if status == 200 else 404)
+
+
 async def test_hot_routes_are_served_below_a_root_path(app: ASGIApp) -> None:
     transport = httpx.ASGITransport(app=app, root_path="/cache")
     async with httpx.AsyncClient(transport=transport, base_url="http://node") as client:

@@ -7,13 +7,14 @@ contexts: profiled under load, that doubled the CPU time of a GET
 are answered here, in front of the Quart app, by the same rules
 (phoenix.api_rules) with the same answers, errors and limits; every other
 path goes on to Quart. The middleware in front of both (metrics, the guard,
-the in-flight cap) is the same; the request deadline, which RequestDeadline
-sets in front of Quart, is kept here in the cancel scope that bounds the body.
+the in-flight cap) is the same. The request deadline that RequestDeadline
+sets in front of Quart is kept here by bounding each wait on the client.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import trio
@@ -40,7 +41,7 @@ from phoenix.api_rules import (
 )
 from phoenix.errors import BodyTimeout, RequestError, TooLarge
 from phoenix.internal_api import apply_batch
-from phoenix.limits import DEADLINE_EXCEEDED, ASGIApp, Receive, Scope, Send, send_json_error
+from phoenix.limits import ASGIApp, Message, Receive, Scope, Send
 from phoenix.node import Node
 from phoenix.security import route_path
 from phoenix.store import DEFAULT_CONTENT_TYPE
@@ -55,6 +56,7 @@ METHODS = {
     "/setKeys": ("POST",),
     "/internal/apply": ("POST",),
 }
+HTTP1 = frozenset({"1.0", "1.1"})
 # What werkzeug says of an unexpected failure, as the Quart routes answer it.
 INTERNAL_ERROR = (
     "The server encountered an internal error and was unable to complete your request. "
@@ -92,40 +94,28 @@ class HotRoutes:
         if methods is None:
             await self.app(scope, receive, send)
             return
-        # One cancel scope bounds the request, as RequestDeadline bounds the
-        # other routes: to read_timeout while the body is read (408), then,
-        # once `_body` has it, to read_timeout + write_timeout from the start
-        # (503 if nothing was sent). A cancel scope costs about as much as all
-        # the rest of a GET's route, so a request enters only this one.
-        body_deadline = trio.current_time() + self.read_timeout
-        deadline = body_deadline + self.write_timeout
-        sending = False
-        with trio.CancelScope(deadline=deadline if path == "/get" else body_deadline) as bound:
-            try:
-                reply = await self._reply(path, methods, scope, receive, bound)
-            except RequestError as error:
-                reply = _error(error.status, str(error))
-            except Disconnected:
-                return
-            except Exception:
-                log.exception("error answering %s %s", scope["method"], path)
-                reply = _error(500, INTERNAL_ERROR)
-            if not bound.cancel_called:  # else the scope would cancel the send: see below
-                if bound.deadline == body_deadline:  # answered before a body was read to its end
-                    bound.deadline = deadline
-                sending = True
-                await _send_reply(send, reply)
-        if sending:
+        # A cancel scope costs as much as all the rest of a GET's route
+        # (bench/profiles.md), so a request enters one only to wait on its
+        # client: for a body not in yet (408 past read_timeout), and, except
+        # over HTTP/1, for the answer's send (within read_timeout +
+        # write_timeout of the start). Waiting on peers has its own bound.
+        started = trio.current_time()
+        try:
+            reply = await self._reply(path, methods, scope, receive, started)
+        except RequestError as error:
+            reply = _error(error.status, str(error))
+        except Disconnected:
             return
-        if bound.cancelled_caught and bound.deadline == deadline:
-            await send_json_error(send, 503, DEADLINE_EXCEEDED)  # as RequestDeadline answers
+        except Exception:
+            log.exception("error answering %s %s", scope["method"], path)
+            reply = _error(500, INTERNAL_ERROR)
+        if scope.get("http_version") in HTTP1:
+            # hypercorn writes an HTTP/1 answer to the socket shielded from
+            # cancellation: a bound here could never fire.
+            await _send_reply(send, reply)
             return
-        # Out of time before the answer went: past the body's deadline, a 408 or
-        # the answer that was ready as it passed (a 413, or _body's 408), still
-        # within the request's deadline (past that, nothing, as for a stalled send).
-        late = _error(408, HTTP_MESSAGES[408]) if bound.cancelled_caught else reply
-        with trio.move_on_at(deadline):
-            await _send_reply(send, late)
+        with trio.move_on_at(started + self.read_timeout + self.write_timeout):
+            await _send_reply(send, reply)
 
     async def _reply(
         self,
@@ -133,7 +123,7 @@ class HotRoutes:
         methods: tuple[str, ...],
         scope: Scope,
         receive: Receive,
-        bound: trio.CancelScope,
+        started: float,
     ) -> Reply:
         method = scope["method"]
         if method not in methods:
@@ -149,31 +139,31 @@ class HotRoutes:
             content_type, length = _body_headers(scope)
             key, ttl, acks = set_request(node, scope["query_string"], length)
             limit = node.config.max_value_size
-            value = await self._body(receive, limit, bound, value_too_large(node))
+            value = await self._body(scope, receive, length, started, limit, value_too_large(node))
             stored = node.set(key, value, content_type or DEFAULT_CONTENT_TYPE, ttl, acks)
             if acks is None:
                 return 200, JSON, _STORED[stored], {}
             return _json(await write_answer(node, acks, {"stored": stored}))
         if path == "/getKeys":
             node.check_ready()
-            keys = await self._json_body(scope, receive, bound, GET_KEYS_BODY_ERROR)
+            keys = await self._json_body(scope, receive, started, GET_KEYS_BODY_ERROR)
             return _json((200, found_entries(node, keys), {}))
         if path == "/internal/apply":
-            body = await self._json_body(scope, receive, bound, "body must be JSON")
+            body = await self._json_body(scope, receive, started, "body must be JSON")
             return _json((200, apply_batch(node, body), {}))
         params = parse_query(scope["query_string"])
         ttl = ttl_seconds(required(params, "ttl"))
         acks = write_concern(node, params)
-        items = batch_items(node, await self._json_body(scope, receive, bound, SET_KEYS_BODY_ERROR))
+        items = batch_items(
+            node, await self._json_body(scope, receive, started, SET_KEYS_BODY_ERROR)
+        )
         refused = node.set_many(items, ttl, acks)
         if not items:  # nothing was written: no peer has anything to acknowledge
             acks = None
         body = {"stored": len(items) - len(refused), "refused": refused}
         return _json(await write_answer(node, acks, body))
 
-    async def _json_body(
-        self, scope: Scope, receive: Receive, bound: trio.CancelScope, error: str
-    ) -> Any:
+    async def _json_body(self, scope: Scope, receive: Receive, started: float, error: str) -> Any:
         """The body parsed as JSON: 415 if declared as another type, 413 past
         `max_body`, InvalidRequest(`error`) when it is not JSON."""
         content_type, length = _body_headers(scope)
@@ -181,32 +171,73 @@ class HotRoutes:
         too_large = TooLarge(HTTP_MESSAGES[413])
         if length is not None and length > self.max_body:
             raise too_large
-        return parse_json(await self._body(receive, self.max_body, bound, too_large), error)
+        body = await self._body(scope, receive, length, started, self.max_body, too_large)
+        return parse_json(body, error)
 
     async def _body(
         self,
+        scope: Scope,
         receive: Receive,
+        length: int | None,
+        started: float,
         limit: int,
-        bound: trio.CancelScope,
         too_large: RequestError,
     ) -> bytes:
-        """The request body, refused with `too_large` as soon as it grows past `limit`.
+        """The request body, refused with `too_large` as soon as it grows past
+        `limit`, and with a 408 unless it is in by read_timeout after `started`.
 
-        Once it is in, `bound` (the request's deadline) moves on by write_timeout.
+        What the server has already queued is taken without waiting; only a
+        wait for more enters a cancel scope.
         """
+        queued = _queued(receive)
+        # Over HTTP/1, once the Content-Length's last byte is in, the end of
+        # the body follows at once, without waiting on the client.
+        whole_at = length if length is not None and scope.get("http_version") in HTTP1 else None
         body = bytearray()
         while True:
-            message = await receive()
+            message = queued()
+            if message is None:
+                if whole_at is not None and len(body) >= whole_at:
+                    message = await receive()
+                else:
+                    message = await self._next_part(receive, started)
             if message["type"] == "http.disconnect":
                 raise Disconnected
             body += message.get("body", b"")
             if len(body) > limit:
                 raise too_large
             if not message.get("more_body", False):
-                if bound.cancel_called:  # the deadline passed as the last part came in
-                    raise BodyTimeout(HTTP_MESSAGES[408])
-                bound.deadline += self.write_timeout
                 return bytes(body)
+
+    async def _next_part(self, receive: Receive, started: float) -> Message:
+        """The next part of the body; a 408 unless it is in by read_timeout after `started`."""
+        with trio.CancelScope(deadline=started + self.read_timeout) as waiting:
+            message = await receive()
+        if waiting.cancel_called:  # also when the part came in as the deadline passed
+            raise BodyTimeout(HTTP_MESSAGES[408])
+        return message
+
+
+def _queued(receive: Receive) -> Callable[[], Message | None]:
+    """A function that takes the next message already queued for `receive`
+    without waiting (None when there is none): hypercorn's trio worker hands
+    the app a memory channel's receive. Any other receive: always None."""
+    channel = getattr(receive, "__self__", None)
+    if not isinstance(channel, trio.MemoryReceiveChannel):
+        return _nothing_queued
+
+    def take() -> Message | None:
+        try:
+            message: Message = channel.receive_nowait()
+        except trio.WouldBlock:
+            return None
+        return message
+
+    return take
+
+
+def _nothing_queued() -> Message | None:
+    return None
 
 
 async def _send_reply(send: Send, reply: Reply) -> None:
