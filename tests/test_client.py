@@ -318,6 +318,18 @@ def test_other_refusals_carry_status_and_message(cache: PhoenixClient) -> None:
     assert "ttl" in caught.value.message
 
 
+def test_a_wrong_base_url_is_an_error_not_a_missing_key(
+    cache: PhoenixClient, node_url: str
+) -> None:
+    cache.set("k", "v")
+    with PhoenixClient(f"{node_url}/cache", api_key=WRITER) as misdirected:
+        for read in (misdirected.get, misdirected.ttl):
+            with pytest.raises(RequestRejected) as caught:
+                read("k")
+            assert caught.value.status == 404
+            assert caught.value.message == "no such endpoint"
+
+
 def test_the_exceptions_form_one_tree() -> None:
     for error in (Unavailable, AuthError, NotFound, RequestRejected, WriteNotAcknowledged):
         assert issubclass(error, PhoenixClientError)

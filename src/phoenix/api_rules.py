@@ -16,7 +16,13 @@ from urllib.parse import unquote_to_bytes
 
 import trio
 
-from phoenix.errors import InvalidRequest, KeyNotFound, TooLarge, UnsupportedType
+from phoenix.errors import (
+    KEY_NOT_FOUND,
+    InvalidRequest,
+    KeyNotFound,
+    TooLarge,
+    UnsupportedType,
+)
 from phoenix.node import MAX_TTL_SECONDS, Node
 from phoenix.replication import Acks
 from phoenix.store import DEFAULT_CONTENT_TYPE, Entry
@@ -154,7 +160,7 @@ def lookup(node: Node, query_string: bytes) -> Entry:
     node.check_key(key)
     entry = node.get(key)
     if entry is None:
-        raise KeyNotFound("key not found")
+        raise KeyNotFound(KEY_NOT_FOUND)
     return entry
 
 

@@ -44,6 +44,7 @@ import httpx
 
 from phoenix import __version__
 from phoenix.errors import (
+    KEY_NOT_FOUND,
     AuthError,
     NotFound,
     PhoenixClientError,
@@ -128,7 +129,7 @@ def _call_exists(key: str) -> _Call[bool]:
 
 def _call_ttl(key: str) -> _Call[float | None]:
     def parse(response: httpx.Response) -> float | None:
-        if response.status_code == 404:
+        if _key_missing(response):
             raise NotFound(key)
         expires_in = _parse_json(response)["expires_in"]
         return None if expires_in is None else float(expires_in)
@@ -309,15 +310,25 @@ def _parse_nothing(response: httpx.Response) -> None:
     _check(response)
 
 
+def _key_missing(response: httpx.Response) -> bool:
+    """Whether the answer says the key is missing: a 404 saying so, or with no
+    body (a HEAD, or the original server). Any other 404 is an error: the
+    node does not serve that path, so the base URL is wrong."""
+    if response.status_code != 404:
+        return False
+    body = _json_or_none(response) if response.content else {"error": KEY_NOT_FOUND}
+    return isinstance(body, dict) and body.get("error") == KEY_NOT_FOUND
+
+
 def _parse_value(response: httpx.Response) -> bytes | None:
-    if response.status_code == 404:
+    if _key_missing(response):
         return None
     _check(response)
     return response.content
 
 
 def _parse_found(response: httpx.Response) -> bool:
-    if response.status_code == 404:
+    if _key_missing(response):
         return False
     _check(response)
     return True

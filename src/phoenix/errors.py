@@ -46,6 +46,11 @@ class KeyNotFound(RequestError):
     status = 404
 
 
+# A missing key's 404 says this; the client tells it from the 404 of a path
+# the node does not serve (a wrong base URL), which must not read as a miss.
+KEY_NOT_FOUND = "key not found"
+
+
 class BodyTimeout(RequestError):
     status = 408
 
