@@ -5,10 +5,12 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import h2.connection
+import h2.events
 import httpx
 import trio
 
-from test_serve_process import phoenix_command, serving, write_config
+from test_serve_process import phoenix_command, serving, stderr_of, write_config
 
 SEED = 20261125
 
@@ -93,3 +95,77 @@ async def test_slow_loris_body_is_cut_off_and_the_node_keeps_serving(
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{free_port}", timeout=5) as http:
             assert (await http.get("/get", params={"key": "slow"})).status_code == 404
             assert (await http.get("/ping")).status_code == 200
+
+
+async def read_until_closed(port: int, payload: bytes) -> None:
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        with trio.move_on_after(2):
+            try:
+                await stream.send_all(payload)
+                while await stream.receive_some(4096):
+                    pass
+            except trio.BrokenResourceError:
+                pass
+
+
+async def test_node_survives_bytes_after_a_request_that_closes_the_connection(
+    tmp_path: Path, free_port: int
+) -> None:
+    # hypercorn answered the extra bytes while the answer's task closed the
+    # stream; trio refused the second sender, and that once ended the server
+    # within a few tries (hypercorn issue #203).
+    closing = b"HTTP/1.1\r\nHost: n\r\nConnection: close\r\n"
+    payloads = [
+        b"POST /set?key=k&ttl=0 " + closing + b"Content-Length: 1\r\n\r\nabc",
+        b"GET /get?key=k " + closing + b"\r\nabc",
+        b"POST /getKeys " + closing + b"Content-Length: 2\r\n\r\n[]abc",
+        b"POST /set?key=k&ttl=0 HTTP/1.0\r\nHost: n\r\nContent-Length: 1\r\n\r\nabc",
+    ]
+    config = write_config(tmp_path, {"port": f"127.0.0.1:{free_port}"})
+    async with (
+        serving(phoenix_command("serve", "--config", str(config)), free_port, tmp_path),
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{free_port}", timeout=5) as http,
+    ):
+        with trio.fail_after(60):
+            for _ in range(25):
+                for payload in payloads:
+                    await read_until_closed(free_port, payload)
+        assert (await http.get("/ping")).status_code == 200
+    assert "a connection ended by an error in hypercorn" in stderr_of(tmp_path)
+
+
+async def test_node_survives_an_http2_body_that_ends_after_its_408(
+    tmp_path: Path, free_port: int
+) -> None:
+    # The end of the stream, coming after the answer, met a KeyError in
+    # hypercorn's table of streams, which ended the server.
+    connection = h2.connection.H2Connection()
+    connection.initiate_connection()
+    headers = [
+        (":method", "POST"),
+        (":path", "/set?key=k&ttl=0"),
+        (":scheme", "http"),
+        (":authority", "n"),
+        ("content-length", "5"),
+    ]
+    connection.send_headers(1, headers)
+    connection.send_data(1, b"abcde")
+    config = write_config(tmp_path, {"port": f"127.0.0.1:{free_port}", "read_timeout": 1})
+    async with (
+        serving(phoenix_command("serve", "--config", str(config)), free_port, tmp_path),
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{free_port}", timeout=5) as http,
+    ):
+        stream = await trio.open_tcp_stream("127.0.0.1", free_port)
+        async with stream:
+            with trio.fail_after(10):
+                await stream.send_all(connection.data_to_send())
+                answered = False
+                while not answered:  # the 408, after read_timeout
+                    events = connection.receive_data(await stream.receive_some(65536))
+                    answered = any(isinstance(e, h2.events.ResponseReceived) for e in events)
+                    await stream.send_all(connection.data_to_send())
+                connection.end_stream(1)
+                await stream.send_all(connection.data_to_send())
+                await trio.sleep(0.5)  # time for the node to take it
+        assert (await http.get("/ping")).status_code == 200

@@ -97,10 +97,12 @@ async def test_unexpected_failure_is_a_logged_json_500(
     assert "disk on fire" in caplog.text
 
 
-def queued_set(http_version: str, length: int | None) -> Scope:
+def queued_set(http_version: str, length: int | None, chunked: bool = False) -> Scope:
     headers = [(b"host", b"node")]
     if length is not None:
         headers.append((b"content-length", b"%d" % length))
+    if chunked:
+        headers.append((b"transfer-encoding", b"chunked"))
     scope = {**http_scope("127.0.0.1"), "method": "POST", "path": "/set", "headers": headers}
     return {**scope, "http_version": http_version, "query_string": b"key=k&ttl=0"}
 
@@ -132,14 +134,16 @@ async def test_queued_body_past_max_value_size_is_413_and_not_stored(
 
 
 @pytest.mark.parametrize(
-    ("http_version", "length", "status"),
+    ("http_version", "length", "chunked", "status"),
     [
         # Every byte of the declared length came in time: its end follows at once.
-        ("1.1", 5, 200),
+        ("1.1", 5, False, 200),
         # Chunked: more may come, so the end is the client's to send in time.
-        ("1.1", None, 408),
+        ("1.1", None, True, 408),
+        # Chunked beside a Content-Length, which then does not frame the body.
+        ("1.1", 5, True, 408),
         # HTTP/2 ends a body with a flag the client may still withhold.
-        ("2", 5, 408),
+        ("2", 5, False, 408),
     ],
 )
 async def test_end_of_a_body_late_past_read_timeout(
@@ -148,6 +152,7 @@ async def test_end_of_a_body_late_past_read_timeout(
     autojump_clock: trio.testing.MockClock,
     http_version: str,
     length: int | None,
+    chunked: bool,
     status: int,
 ) -> None:
     parts, receive = trio.open_memory_channel[Message](10)
@@ -160,7 +165,7 @@ async def test_end_of_a_body_late_past_read_timeout(
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(end_late)
-        await app(queued_set(http_version, length), receive.receive, exchange.send)
+        await app(queued_set(http_version, length, chunked), receive.receive, exchange.send)
     assert exchange.status == status
     stored = await client.get("/get", params={"key": "k"})
     assert stored.status_code == (200 if status == 200 else 404)

@@ -17,6 +17,7 @@ from quart_trio import QuartTrio
 
 from phoenix.api import register_routes
 from phoenix.config import Config
+from phoenix.connection_guard import guard_connections
 from phoenix.errors import ConfigError
 from phoenix.hot_routes import HotRoutes
 from phoenix.internal_api import register_internal_routes
@@ -104,6 +105,7 @@ class _AppFromEnvironment:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._app is None:
+            guard_connections()  # first called at start-up, before any connection
             try:
                 self._app = create_app(Node(Config.load(config_path())), run_node=True)
             except ConfigError as error:

@@ -253,15 +253,19 @@ async def _send_reply(send: Send, reply: Reply) -> None:
 
 
 def _body_headers(scope: Scope) -> tuple[str | None, int | None]:
-    """The request's first Content-Type and its Content-Length, when given."""
+    """The request's first Content-Type and its Content-Length, when that
+    frames the body: not beside a Transfer-Encoding, which overrides it."""
     content_type: str | None = None
     length: int | None = None
+    chunked = False
     for name, value in scope["headers"]:
         if name == b"content-type" and content_type is None:
             content_type = value.decode("latin-1")
         elif name == b"content-length" and length is None:
             length = int(value)  # the server has checked it is a number
-    return content_type, length
+        elif name == b"transfer-encoding":
+            chunked = True
+    return content_type, None if chunked else length
 
 
 def _json(answer: Answer) -> Reply:

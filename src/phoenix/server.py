@@ -19,6 +19,7 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from phoenix.app import create_app
 from phoenix.config import Config
+from phoenix.connection_guard import guard_connections
 from phoenix.logs import show_node_id
 from phoenix.node import Node
 from phoenix.resp_server import RespServer
@@ -93,6 +94,7 @@ async def serve(
     config: Config, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
 ) -> None:
     """Run one node until SIGINT or SIGTERM; the nursery that owns all its tasks."""
+    guard_connections()
     node = Node(config)
     show_node_id(node.id)
     app = create_app(node)
