@@ -334,8 +334,11 @@ def package_of(path: str) -> str:
 
 
 # Functions whose self time is mostly the recv and send system calls: the
-# RESP listener's loop on a plain TCP socket, and trio's socket wrapper.
-SOCKET_CALLERS = frozenset({"Session.run_socket", "_SocketType._nonblocking_helper"})
+# reactor that serves connections at rest, a connection's own loop on a
+# plain TCP socket, and trio's socket wrapper.
+SOCKET_CALLERS = frozenset(
+    {"Reactor._serve_ready", "Session.run_socket", "_SocketType._nonblocking_helper"}
+)
 
 
 def summarize_profile(raw: str, top: int = 15) -> Profile:
@@ -678,8 +681,9 @@ def render_profile(profile: Profile) -> list[str]:
         "Shares of samples by the function running (self time), summed by package and "
         "by function; and, for phoenix's functions, the share of samples with the "
         "function anywhere on the stack (inclusive; those on 95% or more of the stacks, "
-        "such as `Session.run_socket`, left out). `Session.run_socket` is where the "
-        "listener calls recv and send on the socket: its self time includes those system "
+        "such as `Reactor.run`, left out). `Reactor._serve_ready` is where the "
+        "listener calls recv and send on the sockets of connections at rest "
+        "(`Session.run_socket` on the others): their self time includes those system "
         "calls. On a busy machine, samples also count time spent waiting for a core "
         "(often right after a wake-up in `EpollIOManager.get_events` or a send).",
         "",
