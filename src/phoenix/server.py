@@ -9,12 +9,10 @@ from __future__ import annotations
 import gc
 import logging
 import signal
-import socket
 import ssl
 
 import trio
 from hypercorn.config import Config as HypercornConfig
-from hypercorn.config import Sockets
 from hypercorn.trio import serve as hypercorn_serve
 
 from phoenix.app import create_app
@@ -31,41 +29,9 @@ log = logging.getLogger("phoenix")
 _UNLIMITED_REQUESTS = 2**62
 
 
-class _HypercornSettings(HypercornConfig):
-    """hypercorn's settings, and a bound on sends to a client that stops reading.
-
-    hypercorn writes an answer to its socket shielded from cancellation, so
-    nothing in the app can stop a send to a client that reads nothing: it
-    would hold the connection and the answer for as long as the client
-    likes. The kernel can: see `bound_stalled_sends`.
-    """
-
-    send_timeout: float = 0
-
-    def create_sockets(self) -> Sockets:
-        sockets = super().create_sockets()
-        for listener in (*sockets.secure_sockets, *sockets.insecure_sockets):
-            bound_stalled_sends(listener, self.send_timeout)
-        return sockets
-
-
-def bound_stalled_sends(listener: socket.socket, seconds: float) -> None:
-    """Have the kernel close a connection accepted on `listener` once what was
-    sent on it has gone `seconds` without being taken: the client stopped
-    reading (or vanished). A client that reads, however slowly, is not
-    affected. Linux's TCP_USER_TIMEOUT, which accepted sockets inherit from
-    their listener; elsewhere nothing.
-    """
-    option = getattr(socket, "TCP_USER_TIMEOUT", None)
-    if option is not None and listener.family in (socket.AF_INET, socket.AF_INET6):
-        milliseconds = min(max(1, round(seconds * 1000)), 2**31 - 1)  # the kernel's int
-        listener.setsockopt(socket.IPPROTO_TCP, option, milliseconds)
-
-
 def hypercorn_config(config: Config) -> HypercornConfig:
     """The hypercorn settings that carry the node's listening address and limits."""
-    settings = _HypercornSettings()
-    settings.send_timeout = config.write_timeout
+    settings = HypercornConfig()
     settings.bind = [config.bind]
     # A connection with no request in progress (before its first, between
     # two, or with a request head still arriving) is closed after
