@@ -7,8 +7,11 @@ contexts: profiled under load, that doubled the CPU time of a GET
 are answered here, in front of the Quart app, by the same rules
 (phoenix.api_rules) with the same answers, errors and limits; every other
 path goes on to Quart. The middleware in front of both (metrics, the guard,
-the in-flight cap) is the same. The request deadline that RequestDeadline
-sets in front of Quart is kept here by bounding each wait on the client.
+the in-flight cap) is the same. Instead of RequestDeadline's bound on the
+whole request, each wait on the client is bounded here: the body by
+read_timeout (408), over HTTP/2 the answer's send by read_timeout +
+write_timeout; hypercorn writes an HTTP/1 answer shielded from
+cancellation, and a write concern's wait on peers has its own bound.
 """
 
 from __future__ import annotations
@@ -95,10 +98,7 @@ class HotRoutes:
             await self.app(scope, receive, send)
             return
         # A cancel scope costs as much as all the rest of a GET's route
-        # (bench/profiles.md), so a request enters one only to wait on its
-        # client: for a body not in yet (408 past read_timeout), and, except
-        # over HTTP/1, for the answer's send (within read_timeout +
-        # write_timeout of the start). Waiting on peers has its own bound.
+        # (bench/profiles.md): a request enters one only to wait on its client.
         started = trio.current_time()
         try:
             reply = await self._reply(path, methods, scope, receive, started)
@@ -189,14 +189,15 @@ class HotRoutes:
         What the server has already queued is taken without waiting; only a
         wait for more enters a cancel scope.
         """
-        queued = _queued(receive)
+        receive_nowait = _receive_nowait(receive)
         # Over HTTP/1, once the Content-Length's last byte is in, the end of
         # the body follows at once, without waiting on the client.
         whole_at = length if length is not None and scope.get("http_version") in HTTP1 else None
         body = bytearray()
         while True:
-            message = queued()
-            if message is None:
+            try:
+                message = receive_nowait()
+            except trio.WouldBlock:
                 if whole_at is not None and len(body) >= whole_at:
                     message = await receive()
                 else:
@@ -218,26 +219,19 @@ class HotRoutes:
         return message
 
 
-def _queued(receive: Receive) -> Callable[[], Message | None]:
-    """A function that takes the next message already queued for `receive`
-    without waiting (None when there is none): hypercorn's trio worker hands
-    the app a memory channel's receive. Any other receive: always None."""
+def _receive_nowait(receive: Receive) -> Callable[[], Message]:
+    """`receive` without waiting: trio.WouldBlock when nothing is queued.
+    hypercorn's trio worker hands the app a memory channel's receive; any
+    other receive is always waited for."""
     channel = getattr(receive, "__self__", None)
-    if not isinstance(channel, trio.MemoryReceiveChannel):
-        return _nothing_queued
-
-    def take() -> Message | None:
-        try:
-            message: Message = channel.receive_nowait()
-        except trio.WouldBlock:
-            return None
-        return message
-
-    return take
+    if isinstance(channel, trio.MemoryReceiveChannel):
+        nowait: Callable[[], Message] = channel.receive_nowait
+        return nowait
+    return _nothing_queued
 
 
-def _nothing_queued() -> Message | None:
-    return None
+def _nothing_queued() -> Message:
+    raise trio.WouldBlock
 
 
 async def _send_reply(send: Send, reply: Reply) -> None:

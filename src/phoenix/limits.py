@@ -6,7 +6,7 @@
 - A request must be read and answered within read_timeout + write_timeout;
   past that it is cancelled and, if nothing was sent yet, answered 503
   (`RequestDeadline`, in front of the Quart routes; phoenix.hot_routes
-  bounds its own requests in the same cancel scope that bounds the body).
+  bounds only their waits on the client, as its docstring says).
   Reading the body alone is bounded by read_timeout (408), and waiting for a
   write's peers by write_timeout; a connection with no request in progress
   is closed after read_timeout + write_timeout (phoenix.server).
@@ -80,7 +80,7 @@ class InFlightCap:
 
 class RequestDeadline:
     """ASGI middleware: the request is cancelled past read_timeout + write_timeout, and
-    answered 503 if nothing was sent yet. The hot routes bound themselves the same way."""
+    answered 503 if nothing was sent yet."""
 
     def __init__(self, app: ASGIApp, *, read_timeout: float, write_timeout: float) -> None:
         self.app = app
