@@ -1026,6 +1026,14 @@ def test_keys_scan_dbsize_and_flush(r: redis.Redis) -> None:
     assert r.keys("*") == []
 
 
+def test_a_pattern_far_longer_than_any_key_is_refused(r: redis.Redis) -> None:
+    # The node under test has max_key_length 64: patterns up to 256 bytes.
+    r.set("k", "v")
+    assert r.keys("*" * 256) == [b"k"]
+    assert error_of(r, "KEYS", "*" * 257) == "pattern longer than 256 bytes (4 x max_key_length)"
+    assert error_of(r, "SCAN", "0", "MATCH", "*" * 257).startswith("pattern longer than")
+
+
 def test_counters(r: redis.Redis) -> None:
     assert r.incr("n") == 1
     assert r.incrby("n", 10) == 11

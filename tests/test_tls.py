@@ -20,6 +20,8 @@ import trio
 import trustme
 
 from conftest import pick_free_port
+from phoenix.config import Config
+from phoenix.server import hypercorn_config
 from test_serve_process import phoenix_command, stderr_of
 
 START_TIMEOUT = 15.0
@@ -132,3 +134,10 @@ async def test_two_node_https_cluster_replicates(
             async with httpx.AsyncClient(verify=anonymous, timeout=5) as client:
                 with pytest.raises(httpx.TransportError):
                     await client.get(f"{peers[0]}/ping")
+
+
+def test_a_tls_handshake_is_bounded_by_read_timeout(tls_files: dict[str, str]) -> None:
+    # hypercorn's default, 60 s, let a client that never finished its
+    # handshake hold a connection that long.
+    settings = {"port": "127.0.0.1:1", "read_timeout": 2, **tls_files}
+    assert hypercorn_config(Config.from_mapping(settings)).ssl_handshake_timeout == 2

@@ -605,8 +605,18 @@ def _type(session: Session, command: Command) -> bytes:
     return resp.simple("none" if entry is None else "string")
 
 
+def _matcher(session: Session, pattern: bytes) -> Callable[[str], bool]:
+    """KEYS and SCAN MATCH's test. A pattern far longer than any key it could
+    match is refused: compiling a megabyte of pattern stalled the node for
+    seconds, and the regex cache kept tens of megabytes of it."""
+    limit = 4 * session.max_key_length
+    if len(pattern) > limit:
+        refuse(f"ERR pattern longer than {limit} bytes (4 x max_key_length)")
+    return glob_matcher(pattern)
+
+
 def _keys(session: Session, command: Command) -> bytes:
-    matches = glob_matcher(command[1])
+    matches = _matcher(session, command[1])
     found = [key.encode() for key, _ in session.node.store.items() if matches(key)]
     return resp.bulk_array(found)
 
@@ -644,7 +654,7 @@ def _scan(session: Session, command: Command) -> bytes:
             if count < 1:
                 refuse(SYNTAX_ERROR)
         elif option == b"MATCH":
-            matches = glob_matcher(argument)
+            matches = _matcher(session, argument)
         elif option == b"TYPE":
             wanted_type = argument.lower()
         else:

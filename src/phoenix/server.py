@@ -49,6 +49,9 @@ def hypercorn_config(config: Config) -> HypercornConfig:
     if config.tls:
         settings.certfile = config.certfile
         settings.keyfile = config.keyfile
+        # A client that never finishes its handshake held a connection for
+        # hypercorn's default 60 s.
+        settings.ssl_handshake_timeout = config.read_timeout
     if config.ca_certs:
         settings.ca_certs = config.ca_certs
     if config.require_client_cert:
