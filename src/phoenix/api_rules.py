@@ -22,6 +22,7 @@ from phoenix.errors import (
     KeyNotFound,
     TooLarge,
     UnsupportedType,
+    utf8,
 )
 from phoenix.node import MAX_TTL_SECONDS, Node
 from phoenix.replication import Acks
@@ -84,23 +85,27 @@ def required(params: dict[str, str], name: str) -> str:
 _MAX_DIGITS = 30
 
 
+def _whole_number(text: str) -> int | None:
+    """`text` as a whole number: None unless ASCII digits, at most _MAX_DIGITS of them."""
+    if text.isascii() and text.isdigit() and len(text) <= _MAX_DIGITS:
+        return int(text)
+    return None
+
+
 def ttl_seconds(text: str) -> int:
     if not text.isascii() or not text.isdigit():
         raise InvalidRequest("ttl must be a non-negative whole number of seconds")
-    if len(text) > _MAX_DIGITS:
+    seconds = _whole_number(text)
+    if seconds is None:
         raise InvalidRequest(f"ttl must be between 0 and {MAX_TTL_SECONDS} seconds")
-    return int(text)
+    return seconds
 
 
 def bounded_int(text: str, name: str, low: int, high: int) -> int:
-    if (
-        not text.isascii()
-        or not text.isdigit()
-        or len(text) > _MAX_DIGITS
-        or not low <= int(text) <= high
-    ):
+    number = _whole_number(text)
+    if number is None or not low <= number <= high:
         raise InvalidRequest(f"{name} must be a whole number from {low} to {high}")
-    return int(text)
+    return number
 
 
 def flag(text: str, name: str) -> bool:
@@ -116,8 +121,8 @@ def write_concern(node: Node, params: dict[str, str]) -> Acks | None:
     if text is None:
         return None
     # Anything but a whole number gets the same answer as one out of range.
-    whole = text.isascii() and text.isdigit() and len(text) <= _MAX_DIGITS
-    return node.acks_for(int(text) if whole else -1)
+    number = _whole_number(text)
+    return node.acks_for(-1 if number is None else number)
 
 
 async def write_answer(node: Node, acks: Acks | None, body: Any) -> Answer:
@@ -217,7 +222,7 @@ def _value_from_json(key: str, value: Any) -> tuple[bytes, str]:
     """A /setKeys value: a string (stored as UTF-8 text), or an object with
     "value", optional "encoding": "base64" and optional "content_type"."""
     if isinstance(value, str):
-        return _utf8(key, value), "text/plain; charset=utf-8"
+        return utf8(value, f"{key!r}: value is not valid Unicode text"), "text/plain; charset=utf-8"
     if isinstance(value, dict) and isinstance(value.get("value"), str):
         content_type = value.get("content_type", DEFAULT_CONTENT_TYPE)
         # It is sent back as a header: printable ASCII only.
@@ -231,16 +236,8 @@ def _value_from_json(key: str, value: Any) -> tuple[bytes, str]:
                 raise InvalidRequest(f"{key!r}: value is not valid base64") from None
         if "encoding" in value:
             raise InvalidRequest(f"{key!r}: the only encoding is base64")
-        return _utf8(key, value["value"]), content_type
+        return utf8(value["value"], f"{key!r}: value is not valid Unicode text"), content_type
     raise InvalidRequest(f"{key!r}: a value is a string or an object with a string 'value'")
-
-
-def _utf8(key: str, text: str) -> bytes:
-    """`text` as UTF-8; InvalidRequest when JSON gave it a lone surrogate (\\ud800)."""
-    try:
-        return text.encode()
-    except UnicodeEncodeError:
-        raise InvalidRequest(f"{key!r}: value is not valid Unicode text") from None
 
 
 def value_fields(value: bytes, preview: int | None = None) -> dict[str, Any]:

@@ -136,3 +136,12 @@ class WriteNotAcknowledged(PhoenixClientError):
         self.acknowledged = acknowledged
         self.missing = missing
         super().__init__(message)
+
+
+def utf8(text: str, message: str) -> bytes:
+    """`text` as UTF-8; InvalidRequest(`message`) when it holds a lone
+    surrogate, which JSON can carry ("\\ud800") and UTF-8 cannot."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRequest(message) from None

@@ -19,7 +19,7 @@ import trio
 
 from phoenix.clock import Clock, HybridClock, Version, WallClock, physical_ms
 from phoenix.config import Config
-from phoenix.errors import InvalidRequest, NotReady, PeerCallFailed, TooLarge
+from phoenix.errors import InvalidRequest, NotReady, PeerCallFailed, TooLarge, utf8
 from phoenix.histogram import Histogram
 from phoenix.ops import FlushOp, Op, RemoveMatchingOp, RemoveOp, SetOp
 from phoenix.peer_client import PeerClient
@@ -55,14 +55,6 @@ def peer_tls_context(config: Config) -> ssl.SSLContext:
     if config.certfile:
         context.load_cert_chain(config.certfile, config.keyfile)
     return context
-
-
-def _utf8_of_key(key: str) -> bytes:
-    """`key` as UTF-8; InvalidRequest when it holds a lone surrogate (JSON's "\\ud800")."""
-    try:
-        return key.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidRequest("key must be valid UTF-8") from None
 
 
 class Node:
@@ -110,12 +102,11 @@ class Node:
         """Raise InvalidRequest or TooLarge unless `key` is an acceptable key."""
         if not key:
             raise InvalidRequest("key must not be empty")
-        if len(key) > self.config.max_key_length or (
-            not key.isascii() and len(_utf8_of_key(key)) > self.config.max_key_length
+        limit = self.config.max_key_length
+        if len(key) > limit or (
+            not key.isascii() and len(utf8(key, "key must be valid UTF-8")) > limit
         ):
-            raise TooLarge(
-                f"key is longer than max_key_length ({self.config.max_key_length} bytes)"
-            )
+            raise TooLarge(f"key is longer than max_key_length ({limit} bytes)")
 
     def check_ready(self) -> None:
         """Raise NotReady while start-up recovery has not finished."""

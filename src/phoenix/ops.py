@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 
 from phoenix.clock import Version
-from phoenix.errors import InvalidRequest
+from phoenix.errors import InvalidRequest, utf8
 
 # The last expiry a date can show (/getKeys writes it as a date): 9999-12-31T23:59:59.999Z.
 LAST_EXPIRY_MS = 253_402_300_799_999
@@ -139,8 +139,5 @@ def _key(data: dict[str, Any], name: str) -> str:
     value = _text(data, name)
     if not value:
         raise InvalidRequest(f"{name} must not be empty")
-    try:
-        value.encode()
-    except UnicodeEncodeError:
-        raise InvalidRequest(f"{name} must be valid UTF-8 (JSON gave a lone surrogate)") from None
+    utf8(value, f"{name} must be valid UTF-8 (JSON gave a lone surrogate)")
     return value
