@@ -12,6 +12,7 @@ from phoenix import resp
 from phoenix.resp import (
     Limits,
     Parsed,
+    Partial,
     array,
     bulk,
     bulk_array,
@@ -34,17 +35,22 @@ def encode(commands: list[list[bytes]]) -> bytes:
     return b"".join(bulk_array(command) for command in commands)
 
 
-def parse_byte_by_byte(data: bytes, limits: Limits = LIMITS) -> list[list[bytes]]:
-    """Feed `data` one byte at a time, as a connection would, keeping the unparsed rest."""
+def parse_byte_by_byte(
+    data: bytes, limits: Limits = LIMITS, resume: bool = True
+) -> list[list[bytes]]:
+    """Feed `data` one byte at a time, as a connection would, keeping the unparsed rest
+    (and, with `resume`, the partial array, as a connection does)."""
     commands: list[list[bytes]] = []
     pending = bytearray()
+    partial = None
     for byte in data:
         pending.append(byte)
-        parsed = parse_commands(pending, limits)
+        parsed = parse_commands(pending, limits, partial)
         assert parsed.error is None
         commands.extend(parsed.commands)
         del pending[: parsed.consumed]
-    assert not pending
+        partial = parsed.partial if resume else None
+    assert not pending and partial is None
     return commands
 
 
@@ -88,7 +94,44 @@ def test_a_complete_array_command_is_parsed_and_consumed() -> None:
 def test_a_partial_frame_waits_for_more_bytes() -> None:
     data = b"*1\r\n$4\r\nPING\r\n*2\r\n$3\r\nGET\r\n$5\r\nab"
     parsed = parse_commands(data, LIMITS)
-    assert parsed == Parsed([[b"PING"]], 14)
+    assert parsed == Parsed([[b"PING"]], 14, partial=Partial([b"GET"], 2, 13))
+    # Before its header is complete, an array is not partial yet.
+    assert parse_commands(data[:16], LIMITS) == Parsed([[b"PING"]], 14)
+
+
+def test_a_partial_array_is_read_on_from_where_it_stopped() -> None:
+    # The bytes before `position` were read already: they are not looked at again.
+    partial = Partial([b"GET"], 2, 13)
+    rest = b"$5\r\nabcde\r\n"
+    assert parse_commands(b"#" * 13 + rest, LIMITS, partial) == Parsed(
+        [[b"GET", b"abcde"]], 13 + len(rest)
+    )
+    assert partial.strings == [b"GET", b"abcde"]
+    still_partial = Partial([b"GET"], 2, 13)
+    assert parse_commands(b"#" * 13 + rest[:-1], LIMITS, still_partial).partial == still_partial
+    # Limits that shrank since (a failed AUTH) are checked again.
+    assert parse_commands(b"#" * 13, Limits(max_array_length=1), Partial([b"GET"], 2, 13)) == (
+        Parsed([], 0, "invalid multibulk length")
+    )
+
+
+def test_a_huge_array_in_pieces_is_read_once() -> None:
+    # Read from its start on every piece, 200,000 strings arriving 64 KiB at a
+    # time would be read 22 times; each piece leaves the partial array at the
+    # end of what arrived, so the next call reads only the new bytes.
+    count = 200_000
+    data = b"*%d\r\n" % count + b"$1\r\nx\r\n" * count
+    pending = bytearray()
+    partial = None
+    commands: list[list[bytes]] = []
+    for start in range(0, len(data), 64 * 1024):
+        pending += data[start : start + 64 * 1024]
+        parsed = parse_commands(pending, LIMITS, partial)
+        partial = parsed.partial
+        assert partial is None or partial.position > len(pending) - len(b"$1\r\nx\r\n")
+        commands.extend(parsed.commands)
+        del pending[: parsed.consumed]
+    assert commands == [[b"x"] * count]
 
 
 def test_inline_commands_are_split_like_redis_cli() -> None:
@@ -171,6 +214,7 @@ def test_encode_then_parse_round_trips(commands: list[list[bytes]]) -> None:
 @given(commands_strategy)
 def test_byte_by_byte_input_gives_the_same_commands(commands: list[list[bytes]]) -> None:
     assert parse_byte_by_byte(encode(commands)) == commands
+    assert parse_byte_by_byte(encode(commands), resume=False) == commands
 
 
 @given(
@@ -239,16 +283,18 @@ def test_input_split_anywhere_gives_the_same_commands(
     data = encode(commands)
     got: list[list[bytes]] = []
     pending = bytearray()
+    partial = None
     position = 0
     for size in [*cuts, len(data)]:
         pending += data[position : position + size]
         position += size
-        parsed = parse_commands(pending, LIMITS)
+        parsed = parse_commands(pending, LIMITS, partial)
         assert parsed.error is None
         assert all(type(word) is bytes for command in parsed.commands for word in command)
         got.extend(parsed.commands)
         del pending[: parsed.consumed]
-    assert got == commands and not pending
+        partial = parsed.partial
+    assert got == commands and not pending and partial is None
 
 
 def test_the_fast_path_leaves_unusual_frames_to_the_general_parser() -> None:

@@ -100,6 +100,22 @@ async def test_pipelined_commands_are_answered_in_one_write(server: RespServer) 
     assert session.writes == 1
 
 
+async def test_long_replies_go_out_in_batches_before_the_next_commands_run(
+    clock: FakeClock,
+) -> None:
+    config = Config(node_id="n", num_counters=1000, max_value_size=1024 * 1024)
+    server = RespServer(Node(config, clock=clock))
+    value = b"v" * (resp_server.REPLY_BATCH * 2 // 5)
+    await converse(server, resp.bulk_array([b"SET", b"big", value]))
+    # Three GETs fill a batch; the protocol error after the queued commands
+    # is answered after them, and closes the connection.
+    session = await converse(server, b"GET big\r\n" * 6 + b"PING\r\n*1\r\n$x\r\n")
+    assert session.replies == resp.bulk(value) * 6 + (
+        b"+PONG\r\n-ERR Protocol error: invalid bulk length\r\n"
+    )
+    assert session.writes == 3
+
+
 def hello_reply(protocol: int, client_id: int = 1) -> bytes:
     """HELLO's exact reply: a RESP3 map, or under RESP2 the same pairs in a flat array."""
     header = b"%7\r\n" if protocol == 3 else b"*14\r\n"
@@ -506,6 +522,25 @@ async def test_replies_larger_than_the_kernel_s_buffers_arrive_whole(clock: Fake
             await client.send_all(b"GET big\r\n" * 32 + b"QUIT\r\n")
             received = await receive_until_closed(client)
     assert received == resp.bulk(value) * 32 + b"+OK\r\n"
+
+
+@pytest.mark.usefixtures("socket_only")
+async def test_a_client_that_does_not_read_holds_back_the_commands_it_pipelined(
+    clock: FakeClock,
+) -> None:
+    config = Config(node_id="n", num_counters=1000, max_value_size=1024 * 1024)
+    server = RespServer(Node(config, clock=clock))
+    client, server_side = await tcp_pair()
+    async with client, trio.open_nursery() as nursery:
+        nursery.start_soon(server.serve_client, server_side, "127.0.0.1")
+        await client.send_all(resp.bulk_array([b"SET", b"big", b"x" * config.max_value_size]))
+        assert await client.receive_some() == b"+OK\r\n"
+        # 1,000 GETs of 1 MiB, never read: only the replies the kernel's
+        # buffers take are made; the rest of the commands wait.
+        await client.send_all(b"GET big\r\n" * 1000)
+        await trio.testing.wait_all_tasks_blocked()
+        assert 1 < server.commands_processed < 100
+        nursery.cancel_scope.cancel()
 
 
 @pytest.mark.usefixtures("socket_only")
@@ -1216,10 +1251,11 @@ def test_the_redis_py_example_of_the_docs(plain_node: RespNode) -> None:
     assert runner.failures == 0, "".join(output)
 
 
-async def test_with_a_certificate_the_listener_speaks_tls(tmp_path: Path) -> None:
+def tls_config(folder: Path) -> tuple[Config, Path]:
+    """A node's config with a certificate for 127.0.0.1, and its authority's file."""
     authority = trustme.CA()
     certificate = authority.issue_cert("127.0.0.1")
-    certfile, keyfile, cafile = (tmp_path / name for name in ("cert.pem", "key.pem", "ca.pem"))
+    certfile, keyfile, cafile = (folder / name for name in ("cert.pem", "key.pem", "ca.pem"))
     certificate.private_key_and_cert_chain_pem.write_to_path(str(certfile))
     certificate.private_key_pem.write_to_path(str(keyfile))
     authority.cert_pem.write_to_path(str(cafile))
@@ -1230,6 +1266,29 @@ async def test_with_a_certificate_the_listener_speaks_tls(tmp_path: Path) -> Non
         keyfile=str(keyfile),
         resp_port=free_ports(1)[0],
     )
+    return config, cafile
+
+
+async def test_a_tls_handshake_left_unfinished_is_closed_after_read_timeout(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    config, _ = tls_config(tmp_path)
+    server = RespServer(Node(config))
+    assert server.tls is not None
+    client, server_side = trio.testing.memory_stream_pair()
+    started = trio.current_time()
+    with trio.fail_after(10 * config.read_timeout):
+        async with client:
+            await client.send_all(b"\x16\x03\x01")  # the start of a ClientHello, no more
+            await server.serve_client(
+                trio.SSLStream(server_side, server.tls, server_side=True), "127.0.0.1"
+            )
+    assert trio.current_time() - started == pytest.approx(config.read_timeout)
+    assert server.connected_clients == 0
+
+
+async def test_with_a_certificate_the_listener_speaks_tls(tmp_path: Path) -> None:
+    config, cafile = tls_config(tmp_path)
     server = RespServer(Node(config))
 
     def talk() -> Any:

@@ -9,8 +9,14 @@ for more bytes. Both kinds of command Redis accepts are parsed:
 - arrays of bulk strings, as clients send: ``*2\\r\\n$3\\r\\nGET\\r\\n$1\\r\\nk\\r\\n``;
 - inline commands, as typed in telnet: ``GET k\\r\\n`` (quotes as in redis-cli).
 
->>> parse_commands(b"*1\\r\\n$4\\r\\nPING\\r\\nECHO hi\\r\\n*1\\r\\n$3", Limits())
-Parsed(commands=[[b'PING'], [b'ECHO', b'hi']], consumed=23, error=None)
+>>> parse_commands(b"*1\\r\\n$4\\r\\nPING\\r\\nECHO hi\\r\\n*2\\r\\n$3\\r\\nGET\\r\\n$1", Limits())
+Parsed(commands=[[b'PING'], [b'ECHO', b'hi']], consumed=23, error=None, \
+partial=Partial(strings=[b'GET'], count=2, position=13))
+
+An array left incomplete comes back as a `Partial`: handed to the next call
+with the same bytes from the array's start (and more), it is read on from
+where it stopped, so an array arriving in many pieces is read once in all,
+not once per piece.
 >>> bulk_array([b"a", None])
 b'*2\\r\\n$1\\r\\na\\r\\n$-1\\r\\n'
 
@@ -45,35 +51,61 @@ class Limits:
     max_pending: int = 1024 * 1024 * 1024
 
 
+@attrs.define
+class Partial:
+    """An array command not all there yet: its strings so far, and where the next begins.
+
+    `position` counts from the array's first byte. The next `parse_commands`
+    given it appends to `strings` in place.
+    """
+
+    strings: Command
+    count: int
+    position: int
+
+
 @attrs.frozen
 class Parsed:
-    """The complete commands of a buffer, the bytes they took, and a protocol error."""
+    """The complete commands of a buffer, the bytes they took, and a protocol error.
+
+    `partial`: the array that starts at `consumed` and is not complete yet.
+    """
 
     commands: list[Command]
     consumed: int
     error: str | None = None
+    partial: Partial | None = None
 
 
 class _Incomplete(Exception):
-    """The frame at this position is not all there yet."""
+    """The frame at this position is not all there yet (`partial`: how far an array got)."""
+
+    def __init__(self, partial: Partial | None = None) -> None:
+        self.partial = partial
 
 
 class _Broken(Exception):
     """The frame at this position breaks the protocol; the message says how."""
 
 
-def parse_commands(buffer: bytes | bytearray, limits: Limits) -> Parsed:
+def parse_commands(
+    buffer: bytes | bytearray, limits: Limits, partial: Partial | None = None
+) -> Parsed:
     """Every complete command at the start of `buffer`, and how many bytes they took.
 
-    Empty commands (an empty line, ``*0``) are skipped like Redis does. On a
-    protocol error the commands before it are returned with `error` set
-    (Redis's wording after ``Protocol error: ``); the connection is then
-    beyond repair and should be closed.
+    With `partial` (from the last call's result), `buffer` starts with that
+    array, which is read on from where it stopped. Empty commands (an empty
+    line, ``*0``) are skipped like Redis does. On a protocol error the
+    commands before it are returned with `error` set (Redis's wording after
+    ``Protocol error: ``); the connection is then beyond repair and should
+    be closed.
     """
-    return _parse_commands(buffer, limits, _fast_path_applies(limits))
+    return _parse_commands(buffer, limits, _fast_path_applies(limits), partial)
 
 
-def _parse_commands(buffer: bytes | bytearray, limits: Limits, fast: bool) -> Parsed:
+def _parse_commands(
+    buffer: bytes | bytearray, limits: Limits, fast: bool, partial: Partial | None = None
+) -> Parsed:
     """`parse_commands`, with or without the fast path (the tests compare the two)."""
     commands: list[Command] = []
     position = 0
@@ -82,24 +114,27 @@ def _parse_commands(buffer: bytes | bytearray, limits: Limits, fast: bool) -> Pa
     # strings: GET, SET ...) take a fast path from the start of the buffer;
     # from the first frame it does not take (an incomplete one, an inline
     # command, anything unusual) the general parser reads the rest.
-    if fast and end and buffer[0] == _ARRAY and end <= _FAST_BUFFER:
+    if fast and partial is None and end and buffer[0] == _ARRAY and end <= _FAST_BUFFER:
         position = _parse_simple_arrays(buffer, commands)
     while position < end:
         try:
-            if buffer[position] == _ARRAY:
+            if partial is not None:
+                command, position_after = _parse_array(buffer, 0, limits, partial)
+                partial = None
+            elif buffer[position] == _ARRAY:
                 command, position_after = _parse_array(buffer, position, limits)
             else:
                 command, position_after = _parse_inline(buffer, position, limits)
-        except _Incomplete:
+        except _Incomplete as incomplete:
             if end - position > limits.max_pending:
                 return Parsed(commands, position, "too big request")
-            break
+            return Parsed(commands, position, partial=incomplete.partial)
         except _Broken as error:
             return Parsed(commands, position, str(error))
         position = position_after
         if command:
             commands.append(command)
-    return Parsed(commands, position)
+    return Parsed(commands, position, partial=partial)
 
 
 _ARRAY = ord("*")
@@ -179,28 +214,38 @@ def _number(text: bytes | bytearray) -> int | None:
     return int(text)
 
 
-def _parse_array(buffer: bytes | bytearray, start: int, limits: Limits) -> tuple[Command, int]:
-    line, position = _line(
-        buffer, start + 1, limits.max_inline_length, "too big mbulk count string"
-    )
-    count = _number(line)
+def _parse_array(
+    buffer: bytes | bytearray, start: int, limits: Limits, partial: Partial | None = None
+) -> tuple[Command, int]:
+    """The array at `start` (or `partial`'s, on from where it stopped), and where it ends."""
+    if partial is None:
+        line, position = _line(
+            buffer, start + 1, limits.max_inline_length, "too big mbulk count string"
+        )
+        count = _number(line)
+        command: Command = []
+    else:
+        count, position, command = partial.count, start + partial.position, partial.strings
     if count is None or count > limits.max_array_length:
         raise _Broken("invalid multibulk length")
-    command: Command = []
-    for _ in range(count):
-        if position >= len(buffer):
-            raise _Incomplete
-        if buffer[position] != ord("$"):
-            got = chr(buffer[position])
-            raise _Broken(f"expected '$', got '{got if got.isprintable() else '?'}'")
-        line, position = _line(
-            buffer, position + 1, limits.max_inline_length, "too big bulk count string"
-        )
-        length = _number(line)
-        if length is None or length < 0 or length > limits.max_bulk_length:
-            raise _Broken("invalid bulk length")
-        if len(buffer) < position + length + 2:
-            raise _Incomplete
+    for _ in range(count - len(command)):
+        header = position
+        try:
+            if position >= len(buffer):
+                raise _Incomplete
+            if buffer[position] != ord("$"):
+                got = chr(buffer[position])
+                raise _Broken(f"expected '$', got '{got if got.isprintable() else '?'}'")
+            line, position = _line(
+                buffer, position + 1, limits.max_inline_length, "too big bulk count string"
+            )
+            length = _number(line)
+            if length is None or length < 0 or length > limits.max_bulk_length:
+                raise _Broken("invalid bulk length")
+            if len(buffer) < position + length + 2:
+                raise _Incomplete
+        except _Incomplete:
+            raise _Incomplete(Partial(command, count, header - start)) from None
         # The two bytes after the string (CRLF) are skipped unread, as Redis does.
         command.append(bytes(buffer[position : position + length]))
         position += length + 2

@@ -3,17 +3,18 @@
 A trio task that waits for its socket costs a registration with trio's
 epoll, a park, a wake-up and a reschedule: about as much as the rest of a
 GET. Most of the time a connection is *at rest*: no incomplete command
-pending and no reply left unsent, so nothing it does is bounded by a
-timeout. While at rest, its task parks in `Reactor.serve` and the reactor
+pending, no command queued and no reply left unsent, so nothing it does is
+bounded by a timeout. While at rest, its task parks in `Reactor.serve` and the reactor
 serves it, with every other connection at rest, from its own
 `select.epoll`: the reactor waits through trio until that epoll's file
 descriptor is readable (some connection has something to read), then takes
 one batch from each ready connection in one pass: ``recv``, `Session.take`
 (parse and run the commands, which never wait), one non-blocking ``send``.
 
-A connection that leaves rest (a frame left incomplete, a reply the
-kernel's buffer did not take, the peer gone, a protocol error or QUIT, an
-exception) is handed back to its own task, which carries on exactly as
+A connection that leaves rest (a frame left incomplete, commands queued
+behind a full batch of replies, a reply the kernel's buffer did not take,
+the peer gone, a protocol error or QUIT, an exception) is handed back to
+its own task, which carries on exactly as
 `Session.run_socket` always has, its read_timeout and write_timeout as
 trio cancel scopes, and parks again once the connection is back at rest.
 So each connection keeps its task (its accounting, its clean-up, its
@@ -88,7 +89,7 @@ class Reactor:
 
         Returns when the connection leaves rest: None if the peer closed,
         else the replies the kernel's buffer did not take (empty if none);
-        `session.pending` and `session.closing` tell the rest. An error met
+        `session.pending`, `session.queued` and `session.closing` tell the rest. An error met
         while serving (a reset, a failing command) is raised here.
         Cancelling the task takes the connection out of the reactor.
         """
@@ -141,7 +142,7 @@ class Reactor:
             except Exception as error:  # the connection's task reports it, as it would have
                 self._hand_back(fd, epoll, outcome.Error(error))
                 continue
-            if unsent or session.pending or session.closing:
+            if unsent or session.pending or session.queued or session.closing:
                 self._hand_back(fd, epoll, outcome.Value(unsent))
 
     def _hand_back(

@@ -13,7 +13,9 @@ in map replies (a flat array / ``%``), which the handlers encode with
 `Session.protocol`; every other reply is the same bytes in both.
 
 A connection reads what arrives, runs every complete command in it in order
-and sends all their replies in one write (pipelining). A frame left
+and sends all their replies in one write (pipelining), or in writes of about
+REPLY_BATCH bytes when they are longer: the commands after a full batch wait
+for it to be sent, and nothing more is read meanwhile. A frame left
 incomplete for longer than read_timeout, or a protocol error, closes it. A
 plain TCP connection is served on its socket directly (`Session.run_socket`),
 and while at rest (nothing pending, nothing unsent) by the listener's one
@@ -67,6 +69,9 @@ UNAUTHENTICATED_ARRAY = 10
 UNAUTHENTICATED_PENDING = 64 * 1024
 # An incomplete command may hold this much, or four bulk strings' worth.
 MIN_PENDING = 64 * 1024 * 1024
+# Replies held in memory at once: once a batch of a pipeline's replies is
+# this long, it is sent before the next commands run (one reply may be longer).
+REPLY_BATCH = 1024 * 1024
 
 
 class RespServer:
@@ -169,6 +174,10 @@ class RespServer:
             self._next_client_id += 1
             session = Session(self, self._next_client_id, address)
             try:
+                if isinstance(stream, trio.SSLStream) and not await _handshake(
+                    stream, config.read_timeout
+                ):
+                    return
                 if isinstance(stream, trio.SocketStream):
                     await _run_on_socket(session, stream, self.reactor)
                 else:
@@ -223,6 +232,15 @@ async def _send_rest(sock: socket.socket, rest: memoryview, timeout: float) -> b
     return False
 
 
+async def _handshake(stream: trio.SSLStream[trio.abc.Stream], timeout: float) -> bool:
+    """Whether the client finished its TLS handshake within `timeout` (read_timeout)."""
+    with trio.move_on_after(timeout):
+        await stream.do_handshake()
+        return True
+    log.debug("closing a RESP connection: TLS handshake unfinished after read_timeout")
+    return False
+
+
 async def _send_quietly(stream: trio.abc.Stream, data: bytes) -> None:
     with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
         await stream.send_all(data)
@@ -248,8 +266,12 @@ class Session:
         # Between MULTI and EXEC: the queued commands, and whether one was refused.
         self.transaction: list[tuple[Spec, Command]] | None = None
         self.transaction_failed = False
-        # Received bytes of an incomplete command, waiting for the rest.
+        # Received bytes of an incomplete command, waiting for the rest, and
+        # how far that command's array was read.
         self.pending = bytearray()
+        self.partial: resp.Partial | None = None
+        # Commands received but not run yet: those after a full batch of replies.
+        self.queued: list[Command] = []
 
     async def run(self, stream: trio.abc.Stream) -> None:
         """Read, run every complete command, answer them in one write; until closed.
@@ -259,17 +281,22 @@ class Session:
         """
         config = self.node.config
         deadline = math.inf  # when the incomplete frame in `pending` must be complete
+        data: bytes | bytearray
         while not self.closing:
-            if deadline == math.inf:
-                data = await stream.receive_some(RECEIVE_SIZE)
+            if self.queued:  # the last batch of replies is sent: run the next
+                await trio.lowlevel.checkpoint()
+                data, deadline = b"", math.inf
             else:
-                with trio.move_on_at(deadline) as waiting:
+                if deadline == math.inf:
                     data = await stream.receive_some(RECEIVE_SIZE)
-                if waiting.cancelled_caught:
-                    log.debug("closing %s: frame incomplete after read_timeout", self.address)
+                else:
+                    with trio.move_on_at(deadline) as waiting:
+                        data = await stream.receive_some(RECEIVE_SIZE)
+                    if waiting.cancelled_caught:
+                        log.debug("closing %s: frame incomplete after read_timeout", self.address)
+                        return
+                if not data:
                     return
-            if not data:
-                return
             replies, consumed = self.take(data)
             if replies:
                 with trio.move_on_after(config.write_timeout) as sending:
@@ -295,7 +322,7 @@ class Session:
         frame is bounded by read_timeout exactly as in `run`.
 
         With a `reactor` (resp_reactor.py), the connection is served there
-        whenever it is at rest (nothing pending, nothing unsent), and by
+        whenever it is at rest (nothing pending, queued or unsent), and by
         this loop only from when it leaves rest until it is back.
         """
         config = self.node.config
@@ -305,29 +332,33 @@ class Session:
         wait_readable = trio.lowlevel.wait_readable
         deadline = math.inf
         while not self.closing:
-            if deadline == math.inf:
-                if reactor is not None:
-                    unsent = await reactor.serve(self, sock)
-                    if unsent is None:
-                        return
-                    if unsent and not await _send_rest(sock, unsent, config.write_timeout):
-                        return
-                    if self.pending:
-                        deadline = trio.current_time() + read_timeout
-                    continue
-                await wait_readable(fd)
+            if self.queued:  # the last batch of replies is sent: run the next
+                await trio.lowlevel.checkpoint()
+                data, deadline = b"", math.inf
             else:
-                with trio.move_on_at(deadline) as waiting:
+                if deadline == math.inf:
+                    if reactor is not None:
+                        unsent = await reactor.serve(self, sock)
+                        if unsent is None:
+                            return
+                        if unsent and not await _send_rest(sock, unsent, config.write_timeout):
+                            return
+                        if self.pending:
+                            deadline = trio.current_time() + read_timeout
+                        continue
                     await wait_readable(fd)
-                if waiting.cancelled_caught:
-                    log.debug("closing %s: frame incomplete after read_timeout", self.address)
+                else:
+                    with trio.move_on_at(deadline) as waiting:
+                        await wait_readable(fd)
+                    if waiting.cancelled_caught:
+                        log.debug("closing %s: frame incomplete after read_timeout", self.address)
+                        return
+                try:
+                    data = recv(RECEIVE_SIZE)
+                except BlockingIOError:  # woken for nothing
+                    continue
+                if not data:
                     return
-            try:
-                data = recv(RECEIVE_SIZE)
-            except BlockingIOError:  # woken for nothing
-                continue
-            if not data:
-                return
             replies, consumed = self.take(data)
             if replies:
                 try:
@@ -350,7 +381,7 @@ class Session:
         of commands taken. A protocol error is answered and closes the session.
         """
         pending = self.pending
-        if pending:
+        if pending or self.queued:
             pending += data
             replies, consumed, error = self.run_pending(pending)
             del pending[:consumed]
@@ -364,24 +395,48 @@ class Session:
         return b"".join(replies), consumed
 
     def run_pending(self, buffer: bytes | bytearray) -> tuple[list[bytes], int, str | None]:
-        """Run the complete commands at the start of `buffer`.
+        """Run the queued commands, then the complete commands at the start of `buffer`.
 
         Returns their replies, the bytes they took and the protocol error
-        met, if any. An AUTH lifts the limits on unauthenticated frames: what
-        follows it is parsed again with the larger ones.
+        met, if any. Once the replies reach REPLY_BATCH bytes, the commands
+        left are queued (and a protocol error after them is found again once
+        they have run). An AUTH lifts the limits on unauthenticated frames:
+        what follows it is parsed again with the larger ones.
         """
         replies: list[bytes] = []
+        size = 0
+        if self.queued:
+            queued, self.queued = self.queued, []
+            size = self.run_commands(queued, replies, size)
+            if self.queued or self.closing:
+                return replies, 0, None
         consumed = 0
         while True:
             limits = self.limits()
-            parsed = resp.parse_commands(buffer[consumed:] if consumed else buffer, limits)
-            for command in parsed.commands:
-                replies.append(self.execute(command))
-                if self.closing:
-                    break
+            parsed = resp.parse_commands(
+                buffer[consumed:] if consumed else buffer, limits, self.partial
+            )
+            self.partial = parsed.partial
+            size = self.run_commands(parsed.commands, replies, size)
             consumed += parsed.consumed
+            if self.queued:
+                return replies, consumed, None
             if self.closing or parsed.error is None or self.limits() is limits:
                 return replies, consumed, parsed.error
+
+    def run_commands(self, commands: list[Command], replies: list[bytes], size: int) -> int:
+        """Run `commands` in order until the session closes or the replies reach REPLY_BATCH
+        bytes; queue the ones left then. Returns the size of `replies` now."""
+        left = iter(commands)
+        for command in left:
+            reply = self.execute(command)
+            replies.append(reply)
+            size += len(reply)
+            if size >= REPLY_BATCH or self.closing:
+                if not self.closing:
+                    self.queued = list(left)
+                break
+        return size
 
     def limits(self) -> Limits:
         if self.server.keys_required and self.key is None:
