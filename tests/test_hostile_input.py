@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
+import socket
 from pathlib import Path
 
 import h2.connection
 import h2.events
+import h2.settings
 import httpx
 import trio
 
@@ -171,3 +175,99 @@ async def test_node_survives_an_http2_body_that_ends_after_its_408(
                 while "a connection ended by an error in hypercorn" not in stderr_of(tmp_path):
                     await trio.sleep(0.05)
         assert (await http.get("/ping")).status_code == 200
+
+
+def open_descriptors(process: trio.Process) -> int:
+    return len(os.listdir(f"/proc/{process.pid}/fd"))
+
+
+async def test_a_client_that_takes_nothing_of_its_answer_is_cut_off_after_write_timeout(
+    tmp_path: Path, free_port: int
+) -> None:
+    # hypercorn's send has no bound: such a client held its connection forever.
+    size = 16 * 1024 * 1024  # more than the kernel's buffers on both sides take
+    settings = {"write_timeout": 1, "max_value_size": size, "max_cost": 4 * size}
+    config = write_config(tmp_path, {"port": f"127.0.0.1:{free_port}", **settings})
+    async with (
+        serving(phoenix_command("serve", "--config", str(config)), free_port, tmp_path),
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{free_port}", timeout=5) as http,
+    ):
+        await http.post("/set", params={"key": "big", "ttl": 0}, content=b"v" * size)
+        stream = await trio.open_tcp_stream("127.0.0.1", free_port)
+        async with stream:
+            stream.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            await stream.send_all(b"GET /get?key=big HTTP/1.1\r\nHost: n\r\n\r\n")
+            await trio.sleep(3)  # taking nothing for three times write_timeout
+            received = 0
+            with trio.fail_after(10):
+                with contextlib.suppress(trio.BrokenResourceError):
+                    while data := await stream.receive_some(1024 * 1024):
+                        received += len(data)
+            assert 0 < received < size
+        assert (await http.get("/ping")).status_code == 200
+
+
+async def test_a_client_that_reads_slowly_but_steadily_gets_its_whole_answer(
+    tmp_path: Path, free_port: int
+) -> None:
+    size = 4 * 1024 * 1024
+    settings = {"write_timeout": 1, "max_value_size": size, "max_cost": 4 * size}
+    config = write_config(tmp_path, {"port": f"127.0.0.1:{free_port}", **settings})
+    async with (
+        serving(phoenix_command("serve", "--config", str(config)), free_port, tmp_path),
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{free_port}", timeout=5) as http,
+    ):
+        await http.post("/set", params={"key": "big", "ttl": 0}, content=b"v" * size)
+        stream = await trio.open_tcp_stream("127.0.0.1", free_port)
+        async with stream:
+            stream.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+            await stream.send_all(b"GET /get?key=big HTTP/1.1\r\nHost: n\r\n\r\n")
+            answer = bytearray()
+            started = trio.current_time()
+            with trio.fail_after(30):
+                # 64 KiB every 20 ms: about 3 MB a second, so the answer takes
+                # longer than write_timeout; no 64 KiB piece waits that long.
+                while not answer.endswith(b"v" * 1024) or len(answer) < size:
+                    data = await stream.receive_some(65536)
+                    assert data, f"cut off after {len(answer)} bytes"
+                    answer += data
+                    await trio.sleep(0.02)
+            assert trio.current_time() - started > 1
+        assert answer.startswith(b"HTTP/1.1 200")
+
+
+async def test_a_connection_with_body_parts_its_answer_left_unread_is_freed(
+    tmp_path: Path, free_port: int
+) -> None:
+    # hypercorn queues at most 10 parts of a body for the app; a GET's route
+    # answers without reading its body, and from the 11th part on hypercorn
+    # stopped reading the connection, which it then held until restart. Here
+    # over HTTP/2 with a window of 0, so that the answer is never sent either.
+    settings = {"read_timeout": 1, "write_timeout": 1}
+    config = write_config(tmp_path, {"port": f"127.0.0.1:{free_port}", **settings})
+    async with serving(
+        phoenix_command("serve", "--config", str(config)), free_port, tmp_path
+    ) as process:
+        before = open_descriptors(process)
+        for _ in range(5):
+            connection = h2.connection.H2Connection()
+            connection.initiate_connection()
+            connection.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+            headers = [
+                (":method", "GET"),
+                (":path", "/get?key=k"),
+                (":scheme", "http"),
+                (":authority", "n"),
+                ("content-length", "2000"),
+            ]
+            connection.send_headers(1, headers)
+            stream = await trio.open_tcp_stream("127.0.0.1", free_port)
+            async with stream:
+                await stream.send_all(connection.data_to_send())
+                for _ in range(20):
+                    connection.send_data(1, b"x" * 100)
+                    await stream.send_all(connection.data_to_send())
+                    await trio.sleep(0.01)  # each part in a read of its own
+        with trio.fail_after(10):
+            while open_descriptors(process) > before:
+                await trio.sleep(0.1)

@@ -16,19 +16,40 @@ client could set one off. Two were found (hypercorn 0.18):
 
 So `guard_connections` makes any such failure end its connection alone,
 with one line in the log. Cancellation is not caught.
+
+It also frees a connection that hypercorn would hold forever. hypercorn
+hands a request's body to the app through a queue of 10 parts, and the
+task that reads the connection waits while the queue is full, also after
+the app has answered without reading the body (a GET with a body, a 429):
+from the eleventh part on, that task never reads again, so the connection
+is never seen to close and is held, file descriptor and all, until the node
+stops. Once the app has finished, the parts it left are now dropped.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
-from hypercorn.events import Closed, Event
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.events import Closed, Event, RawData
+from hypercorn.trio.task_group import TaskGroup
 from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.typing import AppWrapper
 
 log = logging.getLogger("phoenix.http")
+
+# The bytes of an answer that a client must take within write_timeout.
+WRITE_PIECE = 64 * 1024
+
+
+class GuardedConfig(HypercornConfig):
+    """hypercorn's settings, and the node's write_timeout for `guard_connections`' sends."""
+
+    write_timeout: float | None = None
 
 
 def guard_connections() -> None:
@@ -47,7 +68,11 @@ def guard_connections() -> None:
 
     async def closing_aware_send(self: TCPServer, event: Event) -> None:
         try:
-            await protocol_send(self, event)
+            timeout = getattr(self.config, "write_timeout", None)
+            if isinstance(event, RawData) and timeout is not None:
+                await _send_bounded(self, event.data, timeout)
+            else:
+                await protocol_send(self, event)
         except trio.BusyResourceError:  # the end of the stream is being sent: closing
             await self.protocol.handle(Closed())
 
@@ -55,3 +80,53 @@ def guard_connections() -> None:
     guarded.guarded = True
     TCPServer.run = guarded  # type: ignore[method-assign]
     TCPServer.protocol_send = closing_aware_send  # type: ignore[method-assign]
+    TaskGroup.spawn_app = _spawn_app_dropping_parts_left(TaskGroup.spawn_app)  # type: ignore[method-assign]
+
+
+async def _send_bounded(server: TCPServer, data: bytes, timeout: float) -> None:
+    """hypercorn's send, with each WRITE_PIECE bytes of it bounded by `timeout`.
+
+    Shielded as hypercorn's is (a send cut short by the request's end would
+    break the stream), but a client that takes nothing for `timeout` has its
+    connection closed; one that reads slowly but steadily is not cut off.
+    """
+    view = memoryview(data)
+    async with server.send_lock:
+        try:
+            for start in range(0, len(view), WRITE_PIECE):
+                with trio.CancelScope(shield=True) as piece:
+                    piece.deadline = trio.current_time() + timeout
+                    await server.stream.send_all(view[start : start + WRITE_PIECE])
+                if piece.cancelled_caught:
+                    log.debug("closing a connection: the client took nothing for write_timeout")
+                    await trio.aclose_forcefully(server.stream)
+                    await server.protocol.handle(Closed())
+                    return
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            await server.protocol.handle(Closed())
+
+
+def _spawn_app_dropping_parts_left(spawn_app: Callable[..., Any]) -> Callable[..., Any]:
+    """`TaskGroup.spawn_app`, whose queue to the app is closed once the app has finished."""
+
+    async def spawn(
+        self: TaskGroup, app: AppWrapper, config: Any, scope: Any, send: Any
+    ) -> Callable[[Any], Awaitable[None]]:
+        async def app_then_close(scope: Any, receive: Any, *args: Any) -> None:
+            try:
+                await app(scope, receive, *args)
+            finally:
+                receive.__self__.close()  # hypercorn's receive is its queue's bound method
+
+        put: Callable[[Any], Awaitable[None]] = await spawn_app(
+            self, app_then_close, config, scope, send
+        )
+
+        async def put_unless_finished(event: Any) -> None:
+            # Once the app has finished, nothing wants this part.
+            with contextlib.suppress(trio.BrokenResourceError):
+                await put(event)
+
+        return put_unless_finished
+
+    return spawn

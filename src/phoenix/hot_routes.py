@@ -11,7 +11,8 @@ the in-flight cap) is the same. Instead of RequestDeadline's bound on the
 whole request, each wait on the client is bounded here: the body by
 read_timeout (408), over HTTP/2 the answer's send by read_timeout +
 write_timeout; hypercorn writes an HTTP/1 answer shielded from
-cancellation, and a write concern's wait on peers has its own bound.
+cancellation (connection_guard bounds that write by write_timeout), and a
+write concern's wait on peers has its own bound.
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ class HotRoutes:
             reply = _error(500, INTERNAL_ERROR)
         if scope.get("http_version") in HTTP1:
             # hypercorn writes an HTTP/1 answer to the socket shielded from
-            # cancellation: a bound here could never fire.
+            # cancellation: a bound here could never fire (connection_guard's does).
             await _send_reply(send, reply)
             return
         with trio.move_on_at(started + self.read_timeout + self.write_timeout):

@@ -12,12 +12,11 @@ import signal
 import ssl
 
 import trio
-from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
 from phoenix.app import create_app
 from phoenix.config import Config
-from phoenix.connection_guard import guard_connections
+from phoenix.connection_guard import GuardedConfig, guard_connections
 from phoenix.logs import show_node_id
 from phoenix.node import Node
 from phoenix.resp_server import RespServer
@@ -29,9 +28,9 @@ log = logging.getLogger("phoenix")
 _UNLIMITED_REQUESTS = 2**62
 
 
-def hypercorn_config(config: Config) -> HypercornConfig:
+def hypercorn_config(config: Config) -> GuardedConfig:
     """The hypercorn settings that carry the node's listening address and limits."""
-    settings = HypercornConfig()
+    settings = GuardedConfig()
     settings.bind = [config.bind]
     # A connection with no request in progress (before its first, between
     # two, or with a request head still arriving) is closed after
@@ -44,6 +43,8 @@ def hypercorn_config(config: Config) -> HypercornConfig:
     settings.keep_alive_timeout = config.read_timeout + config.write_timeout
     settings.read_timeout = None
     settings.keep_alive_max_requests = config.max_requests_per_conn or _UNLIMITED_REQUESTS
+    # A client that takes nothing of an answer for write_timeout is cut off (connection_guard).
+    settings.write_timeout = config.write_timeout
     settings.accesslog = None
     settings.errorlog = logging.getLogger("hypercorn.error")
     if config.tls:
