@@ -271,3 +271,25 @@ async def test_a_connection_with_body_parts_its_answer_left_unread_is_freed(
         with trio.fail_after(10):
             while open_descriptors(process) > before:
                 await trio.sleep(0.1)
+
+
+async def test_a_websocket_upgrade_is_refused_without_an_error_in_the_log(
+    tmp_path: Path, free_port: int
+) -> None:
+    upgrade = (
+        b"GET /get?key=k HTTP/1.1\r\nHost: n\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    config = write_config(tmp_path, {"port": f"127.0.0.1:{free_port}"})
+    async with serving(phoenix_command("serve", "--config", str(config)), free_port, tmp_path):
+        stream = await trio.open_tcp_stream("127.0.0.1", free_port)
+        async with stream:
+            await stream.send_all(upgrade)
+            with trio.fail_after(5):
+                assert (await stream.receive_some(4096)).startswith(b"HTTP/1.1 403")
+        # Bytes after the upgrade break hypercorn's state: the connection ends.
+        for _ in range(5):
+            await read_until_closed(free_port, upgrade + b"x")
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{free_port}", timeout=5) as http:
+            assert (await http.get("/ping")).status_code == 200
+    assert "level=error" not in stderr_of(tmp_path)

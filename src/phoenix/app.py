@@ -24,6 +24,7 @@ from phoenix.internal_api import register_internal_routes
 from phoenix.limits import (
     ASGIApp,
     InFlightCap,
+    NoWebSockets,
     Receive,
     RequestDeadline,
     Scope,
@@ -90,7 +91,7 @@ def create_app(node: Node, *, run_node: bool = False) -> ASGIApp:
         app, whitelist=whitelist, keys=keys, trusted_proxies=trusted, open_paths=open_paths
     )
     registry.register(RefusalCollector(guard.refused))
-    return CanonicalPath(RequestMetrics(guard, registry))
+    return NoWebSockets(CanonicalPath(RequestMetrics(guard, registry)))
 
 
 def config_path() -> str:

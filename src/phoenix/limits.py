@@ -14,10 +14,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+import h11
 import trio
 
 Scope = MutableMapping[str, Any]
@@ -45,6 +47,26 @@ async def send_json_error(send: Send, status: int, message: str) -> None:
 
 # The answer to a request that ran out of time before anything was sent (503).
 DEADLINE_EXCEEDED = "request not completed within read_timeout + write_timeout"
+
+
+class NoWebSockets:
+    """ASGI middleware, outermost: the API has no WebSocket route, so an upgrade is refused.
+
+    hypercorn answers the refusal 403. An upgrade followed by more bytes
+    breaks hypercorn's HTTP/1 state (it answers 400 and ends the connection
+    with a warning from connection_guard); the refusal then has no one to go
+    to. Left to Quart, each such request logged a 6 KB error traceback.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            with contextlib.suppress(h11.LocalProtocolError):
+                await send({"type": "websocket.close", "code": 1008})  # policy violation
+            return
+        await self.app(scope, receive, send)
 
 
 class InFlightCap:

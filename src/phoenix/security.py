@@ -254,7 +254,7 @@ def client_address(scope: Scope, trusted_proxies: list[Network]) -> str:
 
 
 class CanonicalPath:
-    """ASGI middleware, outermost: every layer sees the path the app routes.
+    """ASGI middleware, outermost but for NoWebSockets: every layer sees the path the app routes.
 
     Quart routes an absolute-form target (`POST http://host/flush`) by its
     path, takes off root_path, and werkzeug routes `flush` and `//flush` as
