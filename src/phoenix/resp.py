@@ -12,13 +12,13 @@ for more bytes. Both kinds of command Redis accepts are parsed:
 >>> parse_commands(b"*1\\r\\n$4\\r\\nPING\\r\\nECHO hi\\r\\n*2\\r\\n$3\\r\\nGET\\r\\n$1", Limits())
 Parsed(commands=[[b'PING'], [b'ECHO', b'hi']], consumed=23, error=None, \
 partial=Partial(strings=[b'GET'], count=2, position=13))
+>>> bulk_array([b"a", None])
+b'*2\\r\\n$1\\r\\na\\r\\n$-1\\r\\n'
 
 An array left incomplete comes back as a `Partial`: handed to the next call
 with the same bytes from the array's start (and more), it is read on from
 where it stopped, so an array arriving in many pieces is read once in all,
 not once per piece.
->>> bulk_array([b"a", None])
-b'*2\\r\\n$1\\r\\na\\r\\n$-1\\r\\n'
 
 Every length is bounded (`Limits`), so a peer cannot make the server hold
 more than a few frames' worth of bytes.
@@ -188,6 +188,8 @@ def _parse_simple_arrays(buffer: bytes | bytearray, commands: list[Command]) -> 
             index = position
             continue
         break
+    if index == last:  # all but the piece after the last CRLF: the usual case
+        return len(buffer) - len(pieces[last])
     return sum(map(len, pieces[:index])) + 2 * index
 
 
