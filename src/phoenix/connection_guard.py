@@ -1,4 +1,4 @@
-"""One connection's failure inside hypercorn must not stop the whole server.
+"""Fixes for hypercorn's connections: none may stop the server or be held forever.
 
 hypercorn's trio worker serves each connection in a task of the listener's
 nursery: an exception that escapes a connection's `TCPServer.run` ends the
@@ -17,13 +17,19 @@ client could set one off. Two were found (hypercorn 0.18):
 So `guard_connections` makes any such failure end its connection alone,
 with one line in the log. Cancellation is not caught.
 
-It also frees a connection that hypercorn would hold forever. hypercorn
-hands a request's body to the app through a queue of 10 parts, and the
-task that reads the connection waits while the queue is full, also after
-the app has answered without reading the body (a GET with a body, a 429):
-from the eleventh part on, that task never reads again, so the connection
-is never seen to close and is held, file descriptor and all, until the node
-stops. Once the app has finished, the parts it left are now dropped.
+Nor may a connection be held forever:
+
+- hypercorn writes an answer shielded from cancellation and with no bound:
+  a client that read nothing held its connection until it left. Now each
+  WRITE_PIECE bytes of an answer must be taken within the node's
+  write_timeout (`GuardedConfig`);
+- hypercorn hands a request's body to the app through a queue of 10 parts,
+  and the task that reads the connection waits while the queue is full,
+  also after the app has answered without reading the body (a GET with a
+  body, a 429): from the eleventh part on, that task never read again, so
+  the connection was never seen to close and was held, file descriptor and
+  all, until the node stopped. Once the app has finished, the parts it
+  left are now dropped.
 """
 
 from __future__ import annotations
@@ -66,7 +72,7 @@ def guard_connections() -> None:
             log.warning("a connection ended by an error in hypercorn: %r", error)
             log.debug("the error", exc_info=True)
 
-    async def closing_aware_send(self: TCPServer, event: Event) -> None:
+    async def guarded_send(self: TCPServer, event: Event) -> None:
         try:
             timeout = getattr(self.config, "write_timeout", None)
             if isinstance(event, RawData) and timeout is not None:
@@ -79,7 +85,7 @@ def guard_connections() -> None:
     guarded: Any = guarded_run
     guarded.guarded = True
     TCPServer.run = guarded  # type: ignore[method-assign]
-    TCPServer.protocol_send = closing_aware_send  # type: ignore[method-assign]
+    TCPServer.protocol_send = guarded_send  # type: ignore[method-assign]
     TaskGroup.spawn_app = _spawn_app_dropping_parts_left(TaskGroup.spawn_app)  # type: ignore[method-assign]
 
 

@@ -4,8 +4,8 @@ A trio task that waits for its socket costs a registration with trio's
 epoll, a park, a wake-up and a reschedule: about as much as the rest of a
 GET. Most of the time a connection is *at rest*: no incomplete command
 pending, no command queued and no reply left unsent, so nothing it does is
-bounded by a timeout. While at rest, its task parks in `Reactor.serve` and the reactor
-serves it, with every other connection at rest, from its own
+bounded by a timeout. While at rest, its task parks in `Reactor.serve` and
+the reactor serves it, with every other connection at rest, from its own
 `select.epoll`: the reactor waits through trio until that epoll's file
 descriptor is readable (some connection has something to read), then takes
 one batch from each ready connection in one pass: ``recv``, `Session.take`
@@ -89,8 +89,9 @@ class Reactor:
 
         Returns when the connection leaves rest: None if the peer closed,
         else the replies the kernel's buffer did not take (empty if none);
-        `session.pending`, `session.queued` and `session.closing` tell the rest. An error met
-        while serving (a reset, a failing command) is raised here.
+        `session.pending`, `session.queued` and `session.closing` tell the
+        rest. An error met while serving (a reset, a failing command) is
+        raised here.
         Cancelling the task takes the connection out of the reactor.
         """
         epoll = self._epoll

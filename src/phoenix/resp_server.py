@@ -18,7 +18,7 @@ REPLY_BATCH bytes when they are longer: the commands after a full batch wait
 for it to be sent, and nothing more is read meanwhile. A frame left
 incomplete for longer than read_timeout, or a protocol error, closes it. A
 plain TCP connection is served on its socket directly (`Session.run_socket`),
-and while at rest (nothing pending, nothing unsent) by the listener's one
+and while at rest (nothing pending, queued or unsent) by the listener's one
 reactor task (resp_reactor.py); a TLS one through trio's stream (`Session.run`).
 """
 
