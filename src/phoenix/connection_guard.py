@@ -30,6 +30,11 @@ Nor may a connection be held forever:
   the connection was never seen to close and was held, file descriptor and
   all, until the node stopped. Once the app has finished, the parts it
   left are now dropped.
+
+Nor an answer cut short: after a connection's last allowed request
+(max_requests_per_conn), hypercorn closed it while that request's answer
+was still being written, and a client that pipelines lost the answer about
+half the time. The close now waits for the send in progress.
 """
 
 from __future__ import annotations
@@ -87,6 +92,16 @@ def guard_connections() -> None:
     TCPServer.run = guarded  # type: ignore[method-assign]
     TCPServer.protocol_send = guarded_send  # type: ignore[method-assign]
     TaskGroup.spawn_app = _spawn_app_dropping_parts_left(TaskGroup.spawn_app)  # type: ignore[method-assign]
+    close: Callable[[TCPServer], Awaitable[None]] = TCPServer._close
+
+    async def close_after_send(self: TCPServer) -> None:
+        if self.send_lock.statistics().owner is trio.lowlevel.current_task():
+            await close(self)
+            return
+        async with self.send_lock:  # an answer being written is written whole first
+            await close(self)
+
+    TCPServer._close = close_after_send  # type: ignore[method-assign]
 
 
 async def _send_bounded(server: TCPServer, data: bytes, timeout: float) -> None:
