@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -22,6 +23,8 @@ from typing import Any
 import httpx
 import pytest
 import trio
+
+from phoenix.server import raise_open_files_limit
 
 BIN = Path(sys.executable).parent
 START_TIMEOUT = 15.0
@@ -314,3 +317,13 @@ async def test_protected_mode_refuses_an_open_node_beyond_loopback(tmp_path: Pat
     lines = result.stderr.decode().strip().splitlines()
     assert len(lines) == 1, lines
     assert "protected mode" in lines[0] and "--unprotected" in lines[0]
+
+
+def test_the_open_files_limit_is_raised_to_the_hard_one() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard // 2, hard))
+    try:
+        assert raise_open_files_limit() == hard
+        assert resource.getrlimit(resource.RLIMIT_NOFILE) == (hard, hard)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import resource
 import signal
 import ssl
 
@@ -60,11 +61,28 @@ def hypercorn_config(config: Config) -> GuardedConfig:
     return settings
 
 
+def raise_open_files_limit() -> int:
+    """Raise the soft limit on open files to the hard one, as Redis does; the limit now.
+
+    Each connection is a file descriptor. Linux's usual soft limit, 1,024,
+    let a thousand idle clients make both ports refuse everyone else.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError) as error:  # a hard limit above what the kernel takes
+            log.debug("open files limit left at %d: %s", soft, error)
+    return soft
+
+
 async def serve(
     config: Config, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
 ) -> None:
     """Run one node until SIGINT or SIGTERM; the nursery that owns all its tasks."""
     guard_connections()
+    raise_open_files_limit()
     node = Node(config)
     show_node_id(node.id)
     app = create_app(node)
