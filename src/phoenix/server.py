@@ -62,7 +62,7 @@ def hypercorn_config(config: Config) -> GuardedConfig:
 
 
 def raise_open_files_limit() -> int:
-    """Raise the soft limit on open files to the hard one, as Redis does; the limit now.
+    """Raise the soft limit on open files to the hard one; the limit now.
 
     Each connection is a file descriptor. Linux's usual soft limit, 1,024,
     let a thousand idle clients make both ports refuse everyone else.
