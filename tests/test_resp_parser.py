@@ -177,6 +177,21 @@ def test_the_two_bytes_after_a_bulk_string_are_skipped_unread_as_redis_does() ->
     assert parse_commands(data, LIMITS) == Parsed([[b"ECHO", b"hi"], [b"PING"]], len(data))
 
 
+def test_header_lines_end_at_the_first_cr_as_in_redis() -> None:
+    # Redis skips the byte after the CR unread, whatever it is.
+    assert parse_commands(b"*1\r\n$4\rxPING\r\n", LIMITS) == Parsed([[b"PING"]], 14)
+    assert parse_commands(b"*1\r\n$4\r\r\nPING\r\n", LIMITS) == Parsed([[b"\nPIN"]], 15)
+    assert parse_commands(b"*1\r", LIMITS) == Parsed([], 0)  # the byte after it is awaited
+
+
+def test_lengths_are_read_as_64_bit_integers_as_in_redis() -> None:
+    # A count of zero or less is an empty command, skipped, however long.
+    assert parse_commands(b"*-1000000000000000000\r\nPING\r\n", LIMITS).commands == [[b"PING"]]
+    for header in (b"*-10000000000000000000", b"*9223372036854775808", b"*-9223372036854775809"):
+        assert parse_commands(header + b"\r\n", LIMITS).error == "invalid multibulk length"
+    assert parse_commands(b"*-9223372036854775808\r\n", LIMITS) == Parsed([], 23)
+
+
 def test_commands_before_a_protocol_error_are_kept() -> None:
     good = bulk_array([b"PING"])
     parsed = parse_commands(good + b"*1\r\n$x\r\n", LIMITS)

@@ -17,11 +17,13 @@ which sends `HELLO 3` on connect.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import doctest
 import math
 import socket
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -61,10 +63,12 @@ WRITER = "writer-key-0123456789"
 
 @attrs.define
 class Session:
-    """What a client got back from one connection, and in how many writes."""
+    """What a client got back from one connection, in how many writes, and how many
+    commands the server had run at each write."""
 
     replies: bytes
     writes: int
+    processed: list[int]
 
 
 async def converse(server: RespServer, data: bytes, address: str = "127.0.0.1") -> Session:
@@ -72,16 +76,18 @@ async def converse(server: RespServer, data: bytes, address: str = "127.0.0.1") 
     sent = trio.testing.MemorySendStream()
     received = trio.testing.MemoryReceiveStream()
     writes = 0
+    processed: list[int] = []
 
     async def count_write() -> None:
         nonlocal writes
         writes += 1
+        processed.append(server.commands_processed)
 
     sent.send_all_hook = count_write
     received.put_data(data)
     received.put_eof()
     await server.serve_client(trio.StapledStream(sent, received), address)
-    return Session(sent.get_data_nowait(), writes)
+    return Session(sent.get_data_nowait(), writes, processed)
 
 
 async def ask(server: RespServer, line: bytes) -> bytes:
@@ -107,13 +113,13 @@ async def test_long_replies_go_out_in_batches_before_the_next_commands_run(
     server = RespServer(Node(config, clock=clock))
     value = b"v" * (resp_server.REPLY_BATCH * 2 // 5)
     await converse(server, resp.bulk_array([b"SET", b"big", value]))
-    # Three GETs fill a batch; the protocol error after the queued commands
-    # is answered after them, and closes the connection.
+    # Three GETs fill a batch, written before the next three run; the protocol
+    # error after the queued commands is answered after them, and closes.
     session = await converse(server, b"GET big\r\n" * 6 + b"PING\r\n*1\r\n$x\r\n")
     assert session.replies == resp.bulk(value) * 6 + (
         b"+PONG\r\n-ERR Protocol error: invalid bulk length\r\n"
     )
-    assert session.writes == 3
+    assert sorted(set(session.processed)) == [1 + 3, 1 + 6, 1 + 7]
 
 
 def hello_reply(protocol: int, client_id: int = 1) -> bytes:
@@ -408,9 +414,11 @@ async def tcp_pair() -> tuple[trio.SocketStream, trio.SocketStream]:
 
 
 async def receive_until_closed(stream: trio.SocketStream) -> bytes:
+    """Read until the node ends the connection, then end ours (the node waits for that)."""
     received = bytearray()
     while data := await stream.receive_some():
         received += data
+    await stream.aclose()
     return bytes(received)
 
 
@@ -522,6 +530,59 @@ async def test_replies_larger_than_the_kernel_s_buffers_arrive_whole(clock: Fake
             await client.send_all(b"GET big\r\n" * 32 + b"QUIT\r\n")
             received = await receive_until_closed(client)
     assert received == resp.bulk(value) * 32 + b"+OK\r\n"
+
+
+@pytest.mark.usefixtures("socket_only")
+async def test_every_reply_before_quit_arrives_though_more_commands_follow_it(
+    clock: FakeClock,
+) -> None:
+    # Closed with those commands unread, the socket was reset, and the
+    # replies the client had not read yet were lost.
+    config = Config(node_id="n", num_counters=1000, max_value_size=1024 * 1024)
+    server = RespServer(Node(config, clock=clock))
+    client, server_side = await tcp_pair()
+    value = b"x" * config.max_value_size
+    async with client, trio.open_nursery() as nursery:
+        nursery.start_soon(server.serve_client, server_side, "127.0.0.1")
+        await client.send_all(resp.bulk_array([b"SET", b"big", value]))
+        assert await client.receive_some() == b"+OK\r\n"
+        # More than the node reads at once after QUIT, sent while the replies are read.
+        pipeline = b"GET big\r\n" * 8 + b"QUIT\r\n" + b"PING\r\n" * 100_000
+        nursery.start_soon(partial(send_ignoring_the_end, client, pipeline))
+        with trio.fail_after(30):
+            received = await receive_until_closed(client)
+    assert received == resp.bulk(value) * 8 + b"+OK\r\n"
+
+
+async def send_ignoring_the_end(stream: trio.SocketStream, data: bytes) -> None:
+    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+        await stream.send_all(data)
+
+
+@pytest.mark.usefixtures("socket_only")
+async def test_a_client_reading_slowly_but_steadily_gets_a_reply_longer_than_write_timeout(
+    clock: FakeClock,
+) -> None:
+    config = Config(node_id="n", num_counters=1000, max_value_size=1024 * 1024, write_timeout=1)
+    server = RespServer(Node(config, clock=clock))
+    client, server_side = await tcp_pair()
+    value = b"x" * config.max_value_size
+    async with client, trio.open_nursery() as nursery:
+        nursery.start_soon(server.serve_client, server_side, "127.0.0.1")
+        await client.send_all(resp.bulk_array([b"MSET", b"a", value, b"b", value]))
+        assert await client.receive_some() == b"+OK\r\n"
+        await client.send_all(b"MGET a b a b\r\nQUIT\r\n")
+        expected = resp.bulk_array([value] * 4) + b"+OK\r\n"
+        received = bytearray()
+        started = trio.current_time()
+        with trio.fail_after(30):
+            # 64 KiB every 20 ms: the reply takes over 1.3 s, longer than write_timeout.
+            while data := await client.receive_some(64 * 1024):
+                received += data
+                await trio.sleep(0.02)
+        assert trio.current_time() - started > 1
+        await client.aclose()
+    assert received == expected
 
 
 @pytest.mark.usefixtures("socket_only")

@@ -196,24 +196,31 @@ def _parse_simple_arrays(buffer: bytes | bytearray, commands: list[Command]) -> 
 def _line(
     buffer: bytes | bytearray, start: int, limit: int, too_big: str
 ) -> tuple[bytes | bytearray, int]:
-    """The header line from `start` (without CRLF), and where the next one begins."""
-    newline = buffer.find(CRLF, start, start + limit + 2)
+    """The header line from `start`, and where the next one begins.
+
+    As in Redis, the line ends at the first CR, and the byte after it (LF
+    from any client that follows the protocol) is skipped unread.
+    """
+    newline = buffer.find(b"\r", start, start + limit + 1)
     if newline < 0:
         if len(buffer) - start > limit:
             raise _Broken(too_big)
+        raise _Incomplete
+    if newline + 2 > len(buffer):
         raise _Incomplete
     return buffer[start:newline], newline + 2
 
 
 def _number(text: bytes | bytearray) -> int | None:
     """A decimal integer as Redis reads lengths: "0", or an optional "-" and
-    digits that do not start with 0 ("01" and "-0" are refused)."""
+    digits that do not start with 0 ("01" and "-0" are refused), in 64 bits."""
     digits = text[1:] if text[:1] == b"-" else text
-    if not digits or not digits.isdigit() or len(digits) > 18:
+    if not digits or not digits.isdigit() or len(digits) > 19:
         return None
     if digits[:1] == b"0" and text != b"0":
         return None
-    return int(text)
+    number = int(text)
+    return number if -(2**63) <= number < 2**63 else None
 
 
 def _parse_array(

@@ -72,6 +72,8 @@ MIN_PENDING = 64 * 1024 * 1024
 # Replies held in memory at once: once a batch of a pipeline's replies is
 # this long, it is sent before the next commands run (one reply may be longer).
 REPLY_BATCH = 1024 * 1024
+# A client must take each piece this long of the replies within write_timeout.
+WRITE_PIECE = 64 * 1024
 
 
 class RespServer:
@@ -213,6 +215,8 @@ async def _run_on_socket(
     try:
         sock.setblocking(False)
         await session.run_socket(sock, reactor)
+        if session.closing:  # QUIT or a protocol error
+            await _close_gently(sock, session.node.config.write_timeout)
     except OSError as error:  # reset by the peer, broken pipe
         log.debug("RESP connection from %s broke: %s", session.address, error)
     finally:
@@ -220,16 +224,46 @@ async def _run_on_socket(
         sock.close()
 
 
-async def _send_rest(sock: socket.socket, rest: memoryview, timeout: float) -> bool:
-    """Send what the kernel's buffer did not take at once; False after `timeout`."""
+async def _close_gently(sock: socket.socket, timeout: float) -> None:
+    """End the connection after the replies sent, and read what the client still sends.
+
+    Closed with unread bytes, a socket is reset, and the replies the client
+    has not read yet are lost: so the end is sent after them, and what
+    comes in is dropped until the client closes too, or for `timeout`.
+    """
+    sock.shutdown(socket.SHUT_WR)
     fd = sock.fileno()
     with trio.move_on_after(timeout):
-        while rest:
-            await trio.lowlevel.wait_writable(fd)
+        while True:
+            await trio.lowlevel.wait_readable(fd)
             with contextlib.suppress(BlockingIOError):  # woken for nothing
-                rest = rest[sock.send(rest) :]
-        return True
-    return False
+                if not sock.recv(RECEIVE_SIZE):
+                    return
+
+
+async def _send_rest(sock: socket.socket, rest: memoryview, timeout: float) -> bool:
+    """Send what the kernel's buffer did not take at once; False once the client has
+    taken nothing for `timeout` (one that reads slowly but steadily is not cut off)."""
+    fd = sock.fileno()
+    while rest:
+        with trio.move_on_after(timeout) as waiting:
+            await trio.lowlevel.wait_writable(fd)
+        if waiting.cancelled_caught:
+            return False
+        with contextlib.suppress(BlockingIOError):  # woken for nothing
+            rest = rest[sock.send(rest) :]
+    return True
+
+
+async def _send_all(stream: trio.abc.Stream, data: bytes, timeout: float) -> bool:
+    """`_send_rest` over a trio stream: each WRITE_PIECE bytes taken within `timeout`."""
+    view = memoryview(data)
+    for start in range(0, len(view), WRITE_PIECE):
+        with trio.move_on_after(timeout) as waiting:
+            await stream.send_all(view[start : start + WRITE_PIECE])
+        if waiting.cancelled_caught:
+            return False
+    return True
 
 
 async def _handshake(stream: trio.SSLStream[trio.abc.Stream], timeout: float) -> bool:
@@ -299,9 +333,7 @@ class Session:
                     return
             replies, consumed = self.take(data)
             if replies:
-                with trio.move_on_after(config.write_timeout) as sending:
-                    await stream.send_all(replies)
-                if sending.cancelled_caught:
+                if not await _send_all(stream, replies, config.write_timeout):
                     return
             else:
                 await trio.lowlevel.checkpoint()
