@@ -6,6 +6,8 @@ import contextlib
 import os
 import random
 import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import h2.connection
@@ -181,22 +183,36 @@ def open_descriptors(process: trio.Process) -> int:
     return len(os.listdir(f"/proc/{process.pid}/fd"))
 
 
+@asynccontextmanager
+async def node_holding_big(
+    tmp_path: Path, port: int, size: int, settings: dict[str, int]
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A node serving on `port` whose key "big" holds `size` bytes; a client of it."""
+    limits = {"max_value_size": size, "max_cost": 4 * size, **settings}
+    config = write_config(tmp_path, {"port": f"127.0.0.1:{port}", **limits})
+    async with (
+        serving(phoenix_command("serve", "--config", str(config)), port, tmp_path),
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as http,
+    ):
+        await http.post("/set", params={"key": "big", "ttl": 0}, content=b"v" * size)
+        yield http
+
+
+async def ask_for_big(port: int, receive_buffer: int) -> trio.SocketStream:
+    """A connection that has asked for "big", with a receive buffer of that many bytes."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    stream.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    await stream.send_all(b"GET /get?key=big HTTP/1.1\r\nHost: n\r\n\r\n")
+    return stream
+
+
 async def test_a_client_that_takes_nothing_of_its_answer_is_cut_off_after_write_timeout(
     tmp_path: Path, free_port: int
 ) -> None:
     # hypercorn's send has no bound: such a client held its connection forever.
     size = 16 * 1024 * 1024  # more than the kernel's buffers on both sides take
-    settings = {"write_timeout": 1, "max_value_size": size, "max_cost": 4 * size}
-    config = write_config(tmp_path, {"port": f"127.0.0.1:{free_port}", **settings})
-    async with (
-        serving(phoenix_command("serve", "--config", str(config)), free_port, tmp_path),
-        httpx.AsyncClient(base_url=f"http://127.0.0.1:{free_port}", timeout=5) as http,
-    ):
-        await http.post("/set", params={"key": "big", "ttl": 0}, content=b"v" * size)
-        stream = await trio.open_tcp_stream("127.0.0.1", free_port)
-        async with stream:
-            stream.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            await stream.send_all(b"GET /get?key=big HTTP/1.1\r\nHost: n\r\n\r\n")
+    async with node_holding_big(tmp_path, free_port, size, {"write_timeout": 1}) as http:
+        async with await ask_for_big(free_port, 4096) as stream:
             await trio.sleep(3)  # taking nothing for three times write_timeout
             received = 0
             with trio.fail_after(10):
@@ -211,17 +227,8 @@ async def test_a_client_that_reads_slowly_but_steadily_gets_its_whole_answer(
     tmp_path: Path, free_port: int
 ) -> None:
     size = 4 * 1024 * 1024
-    settings = {"write_timeout": 1, "max_value_size": size, "max_cost": 4 * size}
-    config = write_config(tmp_path, {"port": f"127.0.0.1:{free_port}", **settings})
-    async with (
-        serving(phoenix_command("serve", "--config", str(config)), free_port, tmp_path),
-        httpx.AsyncClient(base_url=f"http://127.0.0.1:{free_port}", timeout=5) as http,
-    ):
-        await http.post("/set", params={"key": "big", "ttl": 0}, content=b"v" * size)
-        stream = await trio.open_tcp_stream("127.0.0.1", free_port)
-        async with stream:
-            stream.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
-            await stream.send_all(b"GET /get?key=big HTTP/1.1\r\nHost: n\r\n\r\n")
+    async with node_holding_big(tmp_path, free_port, size, {"write_timeout": 1}):
+        async with await ask_for_big(free_port, 65536) as stream:
             answer = bytearray()
             started = trio.current_time()
             with trio.fail_after(30):
@@ -338,13 +345,7 @@ async def test_a_get_with_a_long_body_and_a_long_answer_ends_and_frees_its_slot(
     # queue from the app's own task, which then waited forever: the
     # connection never ended and its slot of max_conns_per_ip stayed taken.
     size = 16 * 1024 * 1024
-    settings = {"max_value_size": size, "max_cost": 4 * size, "max_conns_per_ip": 2}
-    config = write_config(tmp_path, {"port": f"127.0.0.1:{free_port}", **settings})
-    async with (
-        serving(phoenix_command("serve", "--config", str(config)), free_port, tmp_path),
-        httpx.AsyncClient(base_url=f"http://127.0.0.1:{free_port}", timeout=5) as http,
-    ):
-        await http.post("/set", params={"key": "big", "ttl": 0}, content=b"v" * size)
+    async with node_holding_big(tmp_path, free_port, size, {"max_conns_per_ip": 2}) as http:
         body = 1024 * 1024
         for _ in range(2):
             stream = await trio.open_tcp_stream("127.0.0.1", free_port)

@@ -22,7 +22,8 @@ import doctest
 import math
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -516,20 +517,33 @@ async def test_an_incomplete_frame_on_a_socket_is_closed_after_read_timeout(
         assert trio.current_time() - started == pytest.approx(node.config.read_timeout)
 
 
-@pytest.mark.usefixtures("socket_only")
-async def test_replies_larger_than_the_kernel_s_buffers_arrive_whole(clock: FakeClock) -> None:
-    config = Config(node_id="n", num_counters=1000, max_value_size=1024 * 1024)
+BIG = bytes(range(256)) * 4096  # 1 MiB
+
+
+@asynccontextmanager
+async def holding_big(
+    clock: FakeClock, **settings: Any
+) -> AsyncIterator[tuple[RespServer, trio.SocketStream, trio.Nursery]]:
+    """A client connected to a node whose key "big" holds BIG; the connection is served
+    in the nursery (cancelled on the way out)."""
+    config = Config(node_id="n", num_counters=1000, max_value_size=len(BIG), **settings)
     server = RespServer(Node(config, clock=clock))
     client, server_side = await tcp_pair()
-    value = bytes(range(256)) * (config.max_value_size // 256)
     async with client, trio.open_nursery() as nursery:
         nursery.start_soon(server.serve_client, server_side, "127.0.0.1")
-        await client.send_all(resp.bulk_array([b"SET", b"big", value]))
+        await client.send_all(resp.bulk_array([b"SET", b"big", BIG]))
         assert await client.receive_some() == b"+OK\r\n"
+        yield server, client, nursery
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.usefixtures("socket_only")
+async def test_replies_larger_than_the_kernel_s_buffers_arrive_whole(clock: FakeClock) -> None:
+    async with holding_big(clock) as (_, client, _):
         with trio.fail_after(30):
             await client.send_all(b"GET big\r\n" * 32 + b"QUIT\r\n")
             received = await receive_until_closed(client)
-    assert received == resp.bulk(value) * 32 + b"+OK\r\n"
+    assert received == resp.bulk(BIG) * 32 + b"+OK\r\n"
 
 
 @pytest.mark.usefixtures("socket_only")
@@ -538,20 +552,13 @@ async def test_every_reply_before_quit_arrives_though_more_commands_follow_it(
 ) -> None:
     # Closed with those commands unread, the socket was reset, and the
     # replies the client had not read yet were lost.
-    config = Config(node_id="n", num_counters=1000, max_value_size=1024 * 1024)
-    server = RespServer(Node(config, clock=clock))
-    client, server_side = await tcp_pair()
-    value = b"x" * config.max_value_size
-    async with client, trio.open_nursery() as nursery:
-        nursery.start_soon(server.serve_client, server_side, "127.0.0.1")
-        await client.send_all(resp.bulk_array([b"SET", b"big", value]))
-        assert await client.receive_some() == b"+OK\r\n"
+    async with holding_big(clock) as (_, client, nursery):
         # More than the node reads at once after QUIT, sent while the replies are read.
         pipeline = b"GET big\r\n" * 8 + b"QUIT\r\n" + b"PING\r\n" * 100_000
         nursery.start_soon(partial(send_ignoring_the_end, client, pipeline))
         with trio.fail_after(30):
             received = await receive_until_closed(client)
-    assert received == resp.bulk(value) * 8 + b"+OK\r\n"
+    assert received == resp.bulk(BIG) * 8 + b"+OK\r\n"
 
 
 async def send_ignoring_the_end(stream: trio.SocketStream, data: bytes) -> None:
@@ -563,16 +570,9 @@ async def send_ignoring_the_end(stream: trio.SocketStream, data: bytes) -> None:
 async def test_a_client_reading_slowly_but_steadily_gets_a_reply_longer_than_write_timeout(
     clock: FakeClock,
 ) -> None:
-    config = Config(node_id="n", num_counters=1000, max_value_size=1024 * 1024, write_timeout=1)
-    server = RespServer(Node(config, clock=clock))
-    client, server_side = await tcp_pair()
-    value = b"x" * config.max_value_size
-    async with client, trio.open_nursery() as nursery:
-        nursery.start_soon(server.serve_client, server_side, "127.0.0.1")
-        await client.send_all(resp.bulk_array([b"MSET", b"a", value, b"b", value]))
-        assert await client.receive_some() == b"+OK\r\n"
-        await client.send_all(b"MGET a b a b\r\nQUIT\r\n")
-        expected = resp.bulk_array([value] * 4) + b"+OK\r\n"
+    async with holding_big(clock, write_timeout=1) as (_, client, _):
+        await client.send_all(b"MGET big big big big\r\nQUIT\r\n")
+        expected = resp.bulk_array([BIG] * 4) + b"+OK\r\n"
         received = bytearray()
         started = trio.current_time()
         with trio.fail_after(30):
@@ -589,19 +589,12 @@ async def test_a_client_reading_slowly_but_steadily_gets_a_reply_longer_than_wri
 async def test_a_client_that_does_not_read_holds_back_the_commands_it_pipelined(
     clock: FakeClock,
 ) -> None:
-    config = Config(node_id="n", num_counters=1000, max_value_size=1024 * 1024)
-    server = RespServer(Node(config, clock=clock))
-    client, server_side = await tcp_pair()
-    async with client, trio.open_nursery() as nursery:
-        nursery.start_soon(server.serve_client, server_side, "127.0.0.1")
-        await client.send_all(resp.bulk_array([b"SET", b"big", b"x" * config.max_value_size]))
-        assert await client.receive_some() == b"+OK\r\n"
+    async with holding_big(clock) as (server, client, _):
         # 1,000 GETs of 1 MiB, never read: only the replies the kernel's
         # buffers take are made; the rest of the commands wait.
         await client.send_all(b"GET big\r\n" * 1000)
         await trio.testing.wait_all_tasks_blocked()
         assert 1 < server.commands_processed < 100
-        nursery.cancel_scope.cancel()
 
 
 @pytest.mark.usefixtures("socket_only")
