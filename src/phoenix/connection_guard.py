@@ -109,7 +109,11 @@ async def _let_the_answer_end(server: TCPServer, timeout: float) -> None:
     on `can_read`, as it does for any answer in progress.
     """
     protocol = getattr(server.protocol, "protocol", None)
-    if isinstance(protocol, H11Protocol) and protocol.connection.our_state is h11.SEND_BODY:
+    if (
+        isinstance(protocol, H11Protocol)
+        and protocol.stream is not None  # None once the answer's own end closes
+        and protocol.connection.our_state is h11.SEND_BODY
+    ):
         await protocol.can_read.clear()
         with trio.move_on_after(timeout):
             await protocol.can_read.wait()
