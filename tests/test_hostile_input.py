@@ -226,8 +226,11 @@ async def test_a_client_that_takes_nothing_of_its_answer_is_cut_off_after_write_
 async def test_a_client_that_reads_slowly_but_steadily_gets_its_whole_answer(
     tmp_path: Path, free_port: int
 ) -> None:
+    # Also when it is the connection's last answer and the client sends the
+    # next request meanwhile: that close waits for the answer while it goes on.
     size = 4 * 1024 * 1024
-    async with node_holding_big(tmp_path, free_port, size, {"write_timeout": 1}):
+    settings = {"write_timeout": 1, "max_requests_per_conn": 1}
+    async with node_holding_big(tmp_path, free_port, size, settings):
         async with await ask_for_big(free_port, 65536) as stream:
             answer = bytearray()
             started = trio.current_time()
@@ -238,6 +241,8 @@ async def test_a_client_that_reads_slowly_but_steadily_gets_its_whole_answer(
                     data = await stream.receive_some(65536)
                     assert data, f"cut off after {len(answer)} bytes"
                     answer += data
+                    if len(answer) == len(data):
+                        await stream.send_all(b"GET /get?key=big HTTP/1.1\r\nHost: n\r\n\r\n")
                     await trio.sleep(0.02)
             assert trio.current_time() - started > 1
         assert answer.startswith(b"HTTP/1.1 200")

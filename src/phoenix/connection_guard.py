@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -58,6 +59,10 @@ log = logging.getLogger("phoenix.http")
 
 # The bytes of an answer that a client must take within write_timeout.
 WRITE_PIECE = 64 * 1024
+
+
+# When each connection last had a piece of an answer taken (`_send_bounded`).
+_piece_sent_at: weakref.WeakKeyDictionary[TCPServer, float] = weakref.WeakKeyDictionary()
 
 
 class GuardedConfig(HypercornConfig):
@@ -100,13 +105,14 @@ def guard_connections() -> None:
 
 
 async def _let_the_answer_end(server: TCPServer, timeout: float) -> None:
-    """Before a close, wait (at most `timeout`) for an HTTP/1 answer part written to end.
+    """Before a close, wait for an HTTP/1 answer part written to end, while it goes on.
 
     hypercorn's reader closes the connection when it meets bytes of a next
     request after an answer that says `Connection: close` (the last of
     max_requests_per_conn) has begun, cutting that answer short. The
     answer's end closes the connection anyway, and the reader waits for it
-    on `can_read`, as it does for any answer in progress.
+    on `can_read`, as it does for any answer in progress: for as long as the
+    client takes a piece of it within `timeout`, as `_send_bounded` asks.
     """
     protocol = getattr(server.protocol, "protocol", None)
     if (
@@ -115,8 +121,13 @@ async def _let_the_answer_end(server: TCPServer, timeout: float) -> None:
         and protocol.connection.our_state is h11.SEND_BODY
     ):
         await protocol.can_read.clear()
-        with trio.move_on_after(timeout):
-            await protocol.can_read.wait()
+        while True:
+            last_piece = _piece_sent_at.get(server)
+            since = trio.current_time() if last_piece is None else last_piece
+            with trio.move_on_at(since + timeout) as waiting:
+                await protocol.can_read.wait()
+            if not waiting.cancelled_caught or _piece_sent_at.get(server) == last_piece:
+                return
 
 
 async def _send_bounded(server: TCPServer, data: bytes, timeout: float) -> None:
@@ -138,6 +149,7 @@ async def _send_bounded(server: TCPServer, data: bytes, timeout: float) -> None:
                     await trio.aclose_forcefully(server.stream)
                     await server.protocol.handle(Closed())
                     return
+                _piece_sent_at[server] = trio.current_time()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             await server.protocol.handle(Closed())
 
