@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -59,10 +58,9 @@ log = logging.getLogger("phoenix.http")
 
 # The bytes of an answer that a client must take within write_timeout.
 WRITE_PIECE = 64 * 1024
-
-
-# When each connection last had a piece of an answer taken (`_send_bounded`).
-_piece_sent_at: weakref.WeakKeyDictionary[TCPServer, float] = weakref.WeakKeyDictionary()
+# The connections whose reader waits for an answer to end, each with when
+# a piece of that answer was last taken (`_send_bounded` notes it for these only).
+_answers_awaited: dict[TCPServer, float] = {}
 
 
 class GuardedConfig(HypercornConfig):
@@ -121,13 +119,16 @@ async def _let_the_answer_end(server: TCPServer, timeout: float) -> None:
         and protocol.connection.our_state is h11.SEND_BODY
     ):
         await protocol.can_read.clear()
-        while True:
-            last_piece = _piece_sent_at.get(server)
-            since = trio.current_time() if last_piece is None else last_piece
-            with trio.move_on_at(since + timeout) as waiting:
-                await protocol.can_read.wait()
-            if not waiting.cancelled_caught or _piece_sent_at.get(server) == last_piece:
-                return
+        _answers_awaited[server] = trio.current_time()
+        try:
+            while True:
+                since = _answers_awaited[server]
+                with trio.move_on_at(since + timeout) as waiting:
+                    await protocol.can_read.wait()
+                if not waiting.cancelled_caught or _answers_awaited[server] == since:
+                    return
+        finally:
+            del _answers_awaited[server]
 
 
 async def _send_bounded(server: TCPServer, data: bytes, timeout: float) -> None:
@@ -149,7 +150,8 @@ async def _send_bounded(server: TCPServer, data: bytes, timeout: float) -> None:
                     await trio.aclose_forcefully(server.stream)
                     await server.protocol.handle(Closed())
                     return
-                _piece_sent_at[server] = trio.current_time()
+                if _answers_awaited and server in _answers_awaited:
+                    _answers_awaited[server] = trio.current_time()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             await server.protocol.handle(Closed())
 

@@ -31,7 +31,9 @@ import socket
 import ssl
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from functools import partial
+from typing import TypeVar
 
 import trio
 
@@ -58,6 +60,7 @@ from phoenix.security import Keys, WhitelistFile
 from phoenix.store import NO_EXPIRY, Entry
 
 log = logging.getLogger("phoenix.resp")
+_T = TypeVar("_T")
 
 RECEIVE_SIZE = 64 * 1024
 # A bulk string may hold a value of max_value_size plus this much (a key is
@@ -241,6 +244,11 @@ async def _close_gently(sock: socket.socket, timeout: float) -> None:
                     return
 
 
+async def _readable(fd: int) -> bool:
+    await trio.lowlevel.wait_readable(fd)
+    return True
+
+
 async def _send_rest(sock: socket.socket, rest: memoryview, timeout: float) -> bool:
     """Send what the kernel's buffer did not take at once; False once the client has
     taken nothing for `timeout` (one that reads slowly but steadily is not cut off)."""
@@ -315,21 +323,14 @@ class Session:
         """
         config = self.node.config
         deadline = math.inf  # when the incomplete frame in `pending` must be complete
-        data: bytes | bytearray
+        data: bytes | bytearray | None
         while not self.closing:
             if self.queued:  # the last batch of replies is sent: run the next
                 await trio.lowlevel.checkpoint()
                 data, deadline = b"", math.inf
             else:
-                if deadline == math.inf:
-                    data = await stream.receive_some(RECEIVE_SIZE)
-                else:
-                    with trio.move_on_at(deadline) as waiting:
-                        data = await stream.receive_some(RECEIVE_SIZE)
-                    if waiting.cancelled_caught:
-                        log.debug("closing %s: frame incomplete after read_timeout", self.address)
-                        return
-                if not data:
+                data = await self._by(deadline, partial(stream.receive_some, RECEIVE_SIZE))
+                if not data:  # the frame's deadline passed, or the client left
                     return
             replies, consumed = self.take(data)
             if replies:
@@ -337,10 +338,7 @@ class Session:
                     return
             else:
                 await trio.lowlevel.checkpoint()
-            if not self.pending:
-                deadline = math.inf
-            elif consumed or deadline == math.inf:
-                deadline = trio.current_time() + config.read_timeout
+            deadline = self._frame_deadline(deadline, consumed)
 
     async def run_socket(self, sock: socket.socket, reactor: Reactor | None = None) -> None:
         """`run` on a plain TCP socket (non-blocking), with trio's waits only where needed.
@@ -358,33 +356,24 @@ class Session:
         this loop only from when it leaves rest until it is back.
         """
         config = self.node.config
-        read_timeout = config.read_timeout
-        fd = sock.fileno()
         recv, send = sock.recv, sock.send
-        wait_readable = trio.lowlevel.wait_readable
+        readable = partial(_readable, sock.fileno())
         deadline = math.inf
         while not self.closing:
             if self.queued:  # the last batch of replies is sent: run the next
                 await trio.lowlevel.checkpoint()
                 data, deadline = b"", math.inf
+            elif deadline == math.inf and reactor is not None:
+                unsent = await reactor.serve(self, sock)
+                if unsent is None:
+                    return
+                if unsent and not await _send_rest(sock, unsent, config.write_timeout):
+                    return
+                deadline = self._frame_deadline(deadline, 0)
+                continue
             else:
-                if deadline == math.inf:
-                    if reactor is not None:
-                        unsent = await reactor.serve(self, sock)
-                        if unsent is None:
-                            return
-                        if unsent and not await _send_rest(sock, unsent, config.write_timeout):
-                            return
-                        if self.pending:
-                            deadline = trio.current_time() + read_timeout
-                        continue
-                    await wait_readable(fd)
-                else:
-                    with trio.move_on_at(deadline) as waiting:
-                        await wait_readable(fd)
-                    if waiting.cancelled_caught:
-                        log.debug("closing %s: frame incomplete after read_timeout", self.address)
-                        return
+                if not await self._by(deadline, readable):
+                    return
                 try:
                     data = recv(RECEIVE_SIZE)
                 except BlockingIOError:  # woken for nothing
@@ -401,10 +390,26 @@ class Session:
                     sock, memoryview(replies)[sent:], config.write_timeout
                 ):
                     return
-            if not self.pending:
-                deadline = math.inf
-            elif consumed or deadline == math.inf:
-                deadline = trio.current_time() + read_timeout
+            deadline = self._frame_deadline(deadline, consumed)
+
+    async def _by(self, deadline: float, wait: Callable[[], Awaitable[_T]]) -> _T | None:
+        """`wait()`, or None once the incomplete frame's deadline has passed."""
+        if deadline == math.inf:  # nothing pending: no cancel scope to pay for
+            return await wait()
+        with trio.move_on_at(deadline):
+            return await wait()
+        log.debug("closing %s: frame incomplete after read_timeout", self.address)
+        return None
+
+    def _frame_deadline(self, deadline: float, consumed: int) -> float:
+        """When the incomplete frame in `pending` must be complete, after a batch that
+        took `consumed` bytes: read_timeout from the first batch that left it, or
+        from the last that made progress."""
+        if not self.pending:
+            return math.inf
+        if consumed or deadline == math.inf:
+            return trio.current_time() + self.node.config.read_timeout
+        return deadline
 
     def take(self, data: bytes | bytearray) -> tuple[bytes, int]:
         """Take bytes received: run the complete commands, keep the rest pending.
