@@ -285,6 +285,120 @@ async def test_a_connection_with_body_parts_its_answer_left_unread_is_freed(
                 await trio.sleep(0.1)
 
 
+async def open_http2(
+    port: int, window: int, paths: list[str]
+) -> tuple[trio.SocketStream, h2.connection.H2Connection]:
+    """An HTTP/2 connection that opened with flow-control `window` and asked for `paths`."""
+    connection = h2.connection.H2Connection()
+    connection.initiate_connection()
+    connection.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window})
+    for number, path in enumerate(paths):
+        headers = [(":method", "GET"), (":path", path), (":scheme", "http"), (":authority", "n")]
+        connection.send_headers(1 + 2 * number, headers, end_stream=True)
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    await stream.send_all(connection.data_to_send())
+    return stream, connection
+
+
+async def receive_until_closed_by_node(stream: trio.SocketStream) -> None:
+    with contextlib.suppress(trio.BrokenResourceError):
+        while await stream.receive_some(65536):
+            pass
+
+
+async def test_http2_answers_a_client_never_lets_out_are_cut_off_after_write_timeout(
+    tmp_path: Path, free_port: int
+) -> None:
+    # A window of 0 held each stream's task (and, for the 429s past
+    # max_conns_per_ip, which bound nothing of their own) with the connection
+    # for as long as the client kept it open.
+    settings = {"write_timeout": 1, "max_conns_per_ip": 2}
+    async with node_holding_big(tmp_path, free_port, 50_000, settings) as http:
+        streams = [(await open_http2(free_port, 0, ["/get?key=big"] * 3))[0] for _ in range(5)]
+        started = trio.current_time()
+        with trio.fail_after(10):
+            for stream in streams:
+                await receive_until_closed_by_node(stream)
+        assert trio.current_time() - started < 5
+        for stream in streams:
+            await stream.aclose()
+        assert (await http.get("/ping")).status_code == 200
+
+
+async def test_http2_connections_with_answers_waiting_are_freed_when_the_client_closes(
+    tmp_path: Path, free_port: int
+) -> None:
+    # The close did not end a stream's wait for the window, so hypercorn's
+    # connection task waited for it forever: the socket stayed in CLOSE-WAIT.
+    settings = {"write_timeout": 60, "max_conns_per_ip": 2}
+    async with node_holding_big(tmp_path, free_port, 50_000, settings) as http:
+        await http.aclose()  # its connection would count as the node's
+        streams = [(await open_http2(free_port, 0, ["/get?key=big"] * 3))[0] for _ in range(5)]
+        await trio.sleep(0.5)  # every stream has answered as far as the window lets it
+        for stream in streams:
+            await stream.aclose()
+        with trio.fail_after(10):
+            while connections_not_closed_by_node(free_port):
+                await trio.sleep(0.1)
+        # The streams' tasks ended too: they held the address's max_conns_per_ip slots.
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{free_port}") as fresh:
+            assert (await fresh.get("/ping")).status_code == 200
+
+
+def connections_not_closed_by_node(port: int) -> int:
+    """The node's TCP connections on `port` (IPv4) that it has not closed yet."""
+    not_closed = {"01", "08"}  # ESTABLISHED, CLOSE_WAIT
+    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    fields = (row.split() for row in rows)
+    return sum(f[1].endswith(f":{port:04X}") and f[3] in not_closed for f in fields)
+
+
+async def test_a_kept_alive_connection_the_client_closes_is_closed_at_once(
+    tmp_path: Path, free_port: int
+) -> None:
+    # hypercorn left it to the keep-alive timer (read_timeout + write_timeout):
+    # a client that opened and closed connections held a descriptor for each.
+    settings = {"read_timeout": 30, "write_timeout": 30}
+    config = write_config(tmp_path, {"port": f"127.0.0.1:{free_port}", **settings})
+    async with serving(phoenix_command("serve", "--config", str(config)), free_port, tmp_path):
+        for _ in range(10):
+            stream = await trio.open_tcp_stream("127.0.0.1", free_port)
+            async with stream:
+                await stream.send_all(b"GET /ping HTTP/1.1\r\nHost: n\r\n\r\n")
+                with trio.fail_after(5):
+                    assert (await stream.receive_some(4096)).startswith(b"HTTP/1.1 200")
+                await trio.sleep(0.05)  # the connection is at rest, kept alive
+        with trio.fail_after(5):
+            while connections_not_closed_by_node(free_port):
+                await trio.sleep(0.1)
+
+
+async def test_a_slow_but_steady_http2_reader_gets_its_whole_answer(
+    tmp_path: Path, free_port: int
+) -> None:
+    size = 400_000
+    async with node_holding_big(tmp_path, free_port, size, {"write_timeout": 1}):
+        stream, connection = await open_http2(free_port, 16_384, ["/get?key=big"])
+        body = bytearray()
+        started = trio.current_time()
+        async with stream:
+            with trio.fail_after(30):
+                ended = False
+                while not ended:
+                    data = await stream.receive_some(65536)
+                    assert data, f"cut off after {len(body)} bytes"
+                    for event in connection.receive_data(data):
+                        if isinstance(event, h2.events.DataReceived):
+                            body += event.data
+                            # 16 KiB every 0.1 s: the answer takes longer than write_timeout.
+                            await trio.sleep(0.1)
+                            connection.acknowledge_received_data(event.flow_controlled_length, 1)
+                        ended = ended or isinstance(event, h2.events.StreamEnded)
+                    await stream.send_all(connection.data_to_send())
+        assert bytes(body) == b"v" * size
+        assert trio.current_time() - started > 2
+
+
 async def test_a_websocket_upgrade_is_refused_without_an_error_in_the_log(
     tmp_path: Path, free_port: int
 ) -> None:

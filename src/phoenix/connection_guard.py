@@ -29,7 +29,14 @@ Nor may a connection be held forever:
   body, a 429): from the eleventh part on, that task never read again, so
   the connection was never seen to close and was held, file descriptor and
   all, until the node stopped. Once the app has finished, the parts it
-  left are now dropped.
+  left are now dropped;
+- over HTTP/2, an answer waits for the client's flow-control window with
+  no bound, and a close did not end that wait: a window of 0 held the
+  streams' tasks, and the connection, for good. Now a stream that makes no
+  progress for write_timeout closes the connection, and a close ends the
+  waits (`_bound_http2_streams`);
+- a connection at rest whose client closed it was closed only by the
+  keep-alive timer (CLOSE-WAIT meanwhile); now as soon as its reader ends.
 
 Nor an answer cut short: after a connection's last allowed request
 (max_requests_per_conn), hypercorn closed it when the next request's bytes
@@ -42,13 +49,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import h11
 import trio
 from hypercorn.config import Config as HypercornConfig
-from hypercorn.events import Closed, Event, RawData
+from hypercorn.events import Closed, Event, RawData, Updated
+from hypercorn.protocol.events import Body, Data, EndBody, EndData, Trailers
+from hypercorn.protocol.h2 import H2Protocol, StreamBuffer
 from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.trio.task_group import TaskGroup
 from hypercorn.trio.tcp_server import TCPServer
@@ -61,6 +71,8 @@ WRITE_PIECE = 64 * 1024
 # The connections whose reader waits for an answer to end, each with when
 # a piece of that answer was last taken (`_send_bounded` notes it for these only).
 _answers_awaited: dict[TCPServer, float] = {}
+# The connections whose reader has ended: closing, whatever their streams still do.
+_read_ended: weakref.WeakSet[TCPServer] = weakref.WeakSet()
 
 
 class GuardedConfig(HypercornConfig):
@@ -75,6 +87,7 @@ def guard_connections() -> None:
         return
     run: Callable[[TCPServer], Awaitable[None]] = TCPServer.run
     protocol_send: Callable[[TCPServer, Event], Awaitable[None]] = TCPServer.protocol_send
+    read_data: Callable[[TCPServer], Awaitable[None]] = TCPServer._read_data
 
     async def guarded_run(self: TCPServer) -> None:
         try:
@@ -84,6 +97,8 @@ def guard_connections() -> None:
             log.debug("the error", exc_info=True)
 
     async def guarded_send(self: TCPServer, event: Event) -> None:
+        if isinstance(event, Updated) and self in _read_ended:
+            return  # no keep-alive timer for a connection being closed
         try:
             timeout = getattr(self.config, "write_timeout", None)
             if isinstance(event, RawData) and timeout is not None:
@@ -97,9 +112,22 @@ def guard_connections() -> None:
 
     guarded: Any = guarded_run
     guarded.guarded = True
+
+    async def read_then_close(self: TCPServer) -> None:
+        await read_data(self)
+        # The client has gone, or the connection is being closed. hypercorn
+        # left the socket of a connection at rest (kept alive, or HTTP/2 with
+        # its streams ended) to the keep-alive timer: CLOSE-WAIT for up to
+        # keep_alive_timeout, descriptor, task and all.
+        _read_ended.add(self)
+        await self.idle_task.stop()
+        await self._close()
+
     TCPServer.run = guarded  # type: ignore[method-assign]
     TCPServer.protocol_send = guarded_send  # type: ignore[method-assign]
+    TCPServer._read_data = read_then_close  # type: ignore[method-assign]
     TaskGroup.spawn_app = _spawn_app_dropping_parts_left(TaskGroup.spawn_app)  # type: ignore[method-assign]
+    _bound_http2_streams()
 
 
 async def _let_the_answer_end(server: TCPServer, timeout: float) -> None:
@@ -196,3 +224,62 @@ def _spawn_app_dropping_parts_left(spawn_app: Callable[..., Any]) -> Callable[..
         return put_without_waiting_in_vain
 
     return spawn
+
+
+# The HTTP/2 stream events whose send waits for the client's flow-control window.
+_WINDOWED = (Body, Data, EndBody, EndData, Trailers)
+# The streams whose app waits for the window, each with its wait and write_timeout.
+_stream_waits: weakref.WeakKeyDictionary[StreamBuffer, tuple[trio.CancelScope, float]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _bound_http2_streams() -> None:
+    """hypercorn's HTTP/2 streams, whose answers neither wait forever nor outlive the connection.
+
+    An answer's data waits in its stream's buffer until the client's window
+    lets it out, and the app's task with it. hypercorn bounds that wait by
+    nothing: a client that opened with a window of 0 held each stream's task
+    (and its max_conns_per_ip slot) for as long as it kept the connection,
+    and then for good, as the connection's close did not end those waits,
+    so the connection was never closed either (CLOSE-WAIT, descriptor and
+    all). Now the close ends them, and a stream whose data makes no progress
+    for write_timeout closes the connection, as an HTTP/1 client that takes
+    nothing is cut off.
+    """
+    handle: Callable[[H2Protocol, Event], Awaitable[None]] = H2Protocol.handle
+    stream_send: Callable[[H2Protocol, Any], Awaitable[None]] = H2Protocol.stream_send
+    pop: Callable[[StreamBuffer, int], Awaitable[bytes]] = StreamBuffer.pop
+
+    async def handle_ending_waits(self: H2Protocol, event: Event) -> None:
+        await handle(self, event)
+        if isinstance(event, Closed):
+            for buffer in list(self.stream_buffers.values()):
+                await buffer.close()
+
+    async def stream_send_bounded(self: H2Protocol, event: Any) -> None:
+        timeout: float | None = getattr(self.config, "write_timeout", None)
+        buffer = self.stream_buffers.get(event.stream_id) if isinstance(event, _WINDOWED) else None
+        if timeout is None or buffer is None:
+            await stream_send(self, event)
+            return
+        with trio.CancelScope(deadline=trio.current_time() + timeout) as waiting:
+            _stream_waits[buffer] = (waiting, timeout)
+            try:
+                await stream_send(self, event)
+            finally:
+                del _stream_waits[buffer]
+        if waiting.cancelled_caught:
+            log.debug("closing an HTTP/2 connection: a stream's answer made no progress")
+            await self.send(Closed())
+
+    async def pop_noting_progress(self: StreamBuffer, max_length: int) -> bytes:
+        data = await pop(self, max_length)
+        if data and self in _stream_waits:
+            waiting, timeout = _stream_waits[self]
+            waiting.deadline = trio.current_time() + timeout
+        return data
+
+    H2Protocol.handle = handle_ending_waits  # type: ignore[method-assign]
+    H2Protocol.stream_send = stream_send_bounded  # type: ignore[method-assign]
+    StreamBuffer.pop = pop_noting_progress  # type: ignore[method-assign]
