@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import doctest
 import json
+import math
 import os
 import re
 import signal
@@ -23,7 +24,7 @@ import socket
 import ssl
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -299,9 +300,10 @@ def test_api_keys_are_sent_and_refusals_are_auth_errors(node_url: str) -> None:
     with PhoenixClient(node_url) as anonymous, pytest.raises(AuthError) as caught:
         anonymous.get("k")
     assert caught.value.status == 401
-    # HEAD: no body, so the message is the status's reason.
-    with PhoenixClient(node_url) as anonymous, pytest.raises(AuthError, match="Unauthorized"):
+    # A refused HEAD has no body: exists asks GET for the node's reason.
+    with PhoenixClient(node_url) as anonymous, pytest.raises(AuthError) as by_exists:
         anonymous.exists("k")
+    assert (by_exists.value.status, by_exists.value.message) == (401, caught.value.message)
     stranger = PhoenixClient(node_url, api_key="wrong-key-0123456789")
     with stranger, pytest.raises(AuthError, match="invalid API key"):
         stranger.get("k")
@@ -352,6 +354,226 @@ def test_unusable_urls_are_refused_at_once(urls: str | list[str]) -> None:
         PhoenixClient(urls)
 
 
+# Arguments are checked before anything is sent: a bytes key went out as
+# "b'k'", an int value as that many NUL bytes, a str given to get_many as
+# one key per character.
+
+VALUE_TYPES = "bytes, bytearray, memoryview or str (set_json stores other objects as JSON)"
+
+# (method, arguments, exception, what its message says), for both clients.
+BAD_ARGUMENTS: list[tuple[str, tuple[Any, ...], type[Exception], str]] = [
+    *[
+        (method, (b"k", *rest), TypeError, "key must be a str, not bytes")
+        for method, rest in [
+            ("get", ()),
+            ("get_str", ()),
+            ("get_json", ()),
+            ("exists", ()),
+            ("ttl", ()),
+            ("set", ("v",)),
+            ("set_json", ({},)),
+            ("delete", ()),
+        ]
+    ],
+    ("get", (5,), TypeError, "key must be a str, not int"),
+    ("get_many", (["ok", b"k"],), TypeError, "keys[1] must be a str, not bytes"),
+    ("get_many", ("ab",), TypeError, "keys must be an iterable of str, such as a list, not str"),
+    ("set_many", ({b"k": "v"},), TypeError, "each key of mapping must be a str, not bytes"),
+    (
+        "set_many",
+        ([("a", "b")],),
+        TypeError,
+        "mapping must be a mapping of key to value, such as a dict, not list",
+    ),
+    ("delete_pattern", (b"k*",), TypeError, "pattern must be a str, not bytes"),
+    ("keys", (b"k*",), TypeError, "pattern must be a str, not bytes"),
+    ("set", ("k", 5), TypeError, f"value must be {VALUE_TYPES}, not int"),
+    ("set", ("k", None), TypeError, f"value must be {VALUE_TYPES}, not NoneType"),
+    ("set", ("k", {}), TypeError, f"value must be {VALUE_TYPES}, not dict"),
+    ("set_many", ({"a": "ok", "b": 5},), TypeError, f"mapping['b'] must be {VALUE_TYPES}, not int"),
+    ("set", ("k", "v", 0, b"text/plain"), TypeError, "content_type must be a str, not bytes"),
+    *[
+        (
+            method,
+            ("\ud800", *rest),
+            ValueError,
+            f"{name} must be valid UTF-8, but holds a lone surrogate at position 0",
+        )
+        for method, rest, name in [
+            ("get", (), "key"),
+            ("exists", (), "key"),
+            ("ttl", (), "key"),
+            ("set", ("v",), "key"),
+            ("delete", (), "key"),
+            ("delete_pattern", (), "pattern"),
+            ("keys", (), "pattern"),
+        ]
+    ],
+    ("get_many", (["\ud800"],), ValueError, "keys[0] must be valid UTF-8"),
+    ("set", ("k", "x\ud800"), ValueError, "value must be valid UTF-8, but holds a lone surrogate"),
+    ("set_many", ({"k": "x\udfff"},), ValueError, "mapping['k'] must be valid UTF-8"),
+    ("set_json", ("k", ["\ud800"]), ValueError, "value must be valid UTF-8"),
+]
+
+
+@pytest.fixture
+def sent(cache: PhoenixClient, monkeypatch: pytest.MonkeyPatch) -> list[httpx.Request]:
+    """The requests `cache` sends from now on (they still reach the node)."""
+    requests: list[httpx.Request] = []
+    send = cache._http.send
+
+    def recording(request: httpx.Request, **options: Any) -> httpx.Response:
+        requests.append(request)
+        return send(request, **options)
+
+    monkeypatch.setattr(cache._http, "send", recording)
+    return requests
+
+
+@pytest.mark.parametrize(("method", "arguments", "kind", "message"), BAD_ARGUMENTS)
+def test_bad_arguments_are_refused_clearly_before_any_request(
+    cache: PhoenixClient,
+    sent: list[httpx.Request],
+    method: str,
+    arguments: tuple[Any, ...],
+    kind: type[Exception],
+    message: str,
+) -> None:
+    with pytest.raises(kind, match=re.escape(message)):
+        result = getattr(cache, method)(*arguments)
+        if method == "keys":
+            list(result)
+    assert sent == []
+    assert list(cache.keys()) == []
+
+
+async def test_async_client_refuses_the_same_arguments_before_any_request(
+    node_url: str, cache: PhoenixClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[httpx.Request] = []
+    async with AsyncPhoenixClient(node_url, api_key=WRITER) as client:
+        send = client._http.send
+
+        async def recording(request: httpx.Request, **options: Any) -> httpx.Response:
+            sent.append(request)
+            return await send(request, **options)
+
+        monkeypatch.setattr(client._http, "send", recording)
+        for method, arguments, kind, message in BAD_ARGUMENTS:
+            with pytest.raises(kind, match=re.escape(message)):
+                if method == "keys":
+                    [key async for key in client.keys(*arguments)]
+                else:
+                    await getattr(client, method)(*arguments)
+    assert sent == []
+    assert list(cache.keys()) == []
+
+
+def test_every_documented_value_type_is_stored_as_its_bytes(cache: PhoenixClient) -> None:
+    assert cache.set("bytearray", bytearray(b"\x00\x01"))
+    assert cache.set("memoryview", memoryview(b"\xff\x00")[1:])
+    assert cache.set_many({"many": memoryview(b"\x02"), "text": "é"}) == []
+    assert cache.get_many(["bytearray", "memoryview", "many", "text"]) == {
+        "bytearray": b"\x00\x01",
+        "memoryview": b"\x00",
+        "many": b"\x02",
+        "text": "é".encode(),
+    }
+
+
+CONSTRUCTOR_ERRORS: list[tuple[dict[str, Any], type[Exception], str]] = [
+    *[
+        (
+            {"timeout": timeout},
+            ValueError,
+            f"timeout must be a number of seconds above 0, at most 86400, got {timeout!r}",
+        )
+        for timeout in (math.inf, math.nan, 0, -1.5, 1e10, 86_401)
+    ],
+    ({"timeout": None}, TypeError, "timeout must be a number of seconds, not NoneType"),
+    ({"timeout": "5"}, TypeError, "timeout must be a number of seconds, not str"),
+    ({"timeout": True}, TypeError, "timeout must be a number of seconds, not bool"),
+    # verify=None was taken for False: certificates went unchecked.
+    (
+        {"verify": None},
+        TypeError,
+        "verify must be True, False, a CA bundle's path or an ssl.SSLContext, not NoneType",
+    ),
+    (
+        {"cert": 5},
+        TypeError,
+        "cert must be a PEM file's path or (certificate path, key path), not int",
+    ),
+    ({"api_key": b"key"}, TypeError, "api_key must be a str, not bytes"),
+]
+
+
+@pytest.mark.parametrize("client_class", [PhoenixClient, AsyncPhoenixClient])
+@pytest.mark.parametrize(("options", "kind", "message"), CONSTRUCTOR_ERRORS)
+def test_bad_options_are_refused_at_construction(
+    client_class: Callable[..., Any], options: dict[str, Any], kind: type[Exception], message: str
+) -> None:
+    with pytest.raises(kind, match=re.escape(message)):
+        client_class("http://127.0.0.1:8080", **options)
+
+
+def test_the_longest_timeout_is_a_day(node_url: str) -> None:
+    with PhoenixClient(node_url, timeout=86_400, api_key=READER) as patient:
+        assert patient.get("k") is None
+
+
+def test_tls_files_that_cannot_be_used_are_named(tmp_path: Path) -> None:
+    missing = str(tmp_path / "missing.pem")
+    not_pem = tmp_path / "not.pem"
+    not_pem.write_text("not a certificate")
+    for options in ({"verify": missing}, {"cert": missing}, {"cert": (str(not_pem), missing)}):
+        with pytest.raises(FileNotFoundError, match=re.escape(repr(missing))):
+            PhoenixClient("https://127.0.0.1:8443", **options)
+    for options in ({"verify": not_pem}, {"cert": str(not_pem)}):
+        with pytest.raises(ssl.SSLError, match=re.escape(f"{str(not_pem)!r} cannot be used")):
+            AsyncPhoenixClient("https://127.0.0.1:8443", **options)
+
+
+def test_get_str_and_get_json_say_which_value_they_cannot_decode(cache: PhoenixClient) -> None:
+    cache.set_many({"binary": b"\xff", "text": "not json", "deep": "[" * 100_000})
+    # What bytes.decode and json.loads raise (ValueErrors), naming the key.
+    with pytest.raises(UnicodeDecodeError, match="the value of 'binary' is not UTF-8 text"):
+        cache.get_str("binary")
+    with pytest.raises(UnicodeDecodeError, match="the value of 'binary' is not UTF-8 text"):
+        cache.get_json("binary")
+    with pytest.raises(json.JSONDecodeError, match="the value of 'text' is not JSON: Expecting"):
+        cache.get_json("text")
+    with pytest.raises(ValueError, match="the value of 'deep' is JSON nested too deeply"):
+        cache.get_json("deep")
+
+
+def test_a_closed_client_says_it_is_closed(node_url: str) -> None:
+    with PhoenixClient(node_url, api_key=READER) as client:
+        assert client.get("k") is None
+    with pytest.raises(RuntimeError, match=re.escape("this PhoenixClient is closed")):
+        client.get("k")
+    with pytest.raises(RuntimeError, match=re.escape("this PhoenixClient is closed")):
+        list(client.keys())
+
+
+async def test_a_closed_async_client_says_it_is_closed(node_url: str) -> None:
+    client = AsyncPhoenixClient(node_url, api_key=READER)
+    await client.aclose()
+    with pytest.raises(RuntimeError, match=re.escape("this AsyncPhoenixClient is closed")):
+        await client.exists("k")
+
+
+def test_exists_gives_the_nodes_reason_for_a_refused_key(cache: PhoenixClient) -> None:
+    for key, status, reason in [
+        ("", 400, "parameter 'key' is required"),
+        ("k" * 65, 413, "key is longer than max_key_length (64 bytes)"),
+    ]:
+        for read in (cache.get, cache.exists):
+            with pytest.raises(RequestRejected) as caught:
+                read(key)
+            assert (caught.value.status, caught.value.message) == (status, reason)
+
+
 # One node, the async client: every method, under trio and under asyncio.
 
 
@@ -381,6 +603,8 @@ async def every_method(url: str) -> None:
         assert (await cache.cluster_status())["ready"] is True
         with pytest.raises(RequestRejected):
             await cache.set("k" * 65, "v")
+        with pytest.raises(RequestRejected, match=re.escape("longer than max_key_length (64")):
+            await cache.exists("k" * 65)
         await cache.flush()
         every_key = cache.keys()
         assert [key async for key in every_key] == []
@@ -552,6 +776,9 @@ def test_https_node_with_a_ca_bundle(tmp_path: Path) -> None:
         nodes.wait_ready("tls", verify=trusting)
         with PhoenixClient(url, verify=str(ca_path)) as client:
             client.set("secret", "over tls")
+            assert client.get("secret") == b"over tls"
+        # A pathlib.Path is a path too (it used to be taken for True: the system's CAs).
+        with PhoenixClient(url, verify=ca_path) as client:
             assert client.get("secret") == b"over tls"
         with PhoenixClient(url, verify=False) as unverified:
             assert unverified.get("secret") == b"over tls"

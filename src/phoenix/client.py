@@ -22,9 +22,15 @@ False. Nodes replicate asynchronously, so a read right after a write may not
 see it on another node yet; `sync=N` on a write waits until N other nodes
 have applied it.
 
-A call raises a PhoenixClientError (phoenix.errors has the tree; the
-classes can be imported from here too): Unavailable when no node answered,
-AuthError, NotFound (from `ttl`), RequestRejected, WriteNotAcknowledged.
+What the node or the network does raises a PhoenixClientError (phoenix.errors
+has the tree; the classes can be imported from here too): Unavailable when no
+node answered, AuthError, NotFound (from `ttl`), RequestRejected,
+WriteNotAcknowledged. Arguments are checked before any request: a wrong type
+raises TypeError, a bad value ValueError (a key that UTF-8 cannot carry, a
+timeout that is not a number of seconds above 0). A value that `get_str` or
+`get_json` cannot decode raises what `bytes.decode` and `json.loads` would
+(UnicodeDecodeError, json.JSONDecodeError: ValueErrors), naming the key; a
+call on a closed client raises RuntimeError.
 """
 
 from __future__ import annotations
@@ -32,7 +38,9 @@ from __future__ import annotations
 import base64
 import fnmatch
 import json
+import os
 import re
+import reprlib
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
@@ -67,6 +75,9 @@ __all__ = [
 DEFAULT_URL = "http://127.0.0.1:8080"
 # Seconds for each request: to connect, to send, to receive the answer.
 DEFAULT_TIMEOUT = 5.0
+# The longest timeout, a day, as the CLI's --timeout: httpcore's sync sockets
+# overflow on some longer ones (inf, 1e10) and misread 2**31 as a timeout.
+MAX_TIMEOUT = 86_400
 # Seconds a node that failed is tried only after the others.
 DOWN_FOR = 5.0
 # Entries per /list page when walking the keys.
@@ -75,17 +86,56 @@ LIST_PAGE_SIZE = 1000
 T = TypeVar("T")
 U = TypeVar("U")
 
-# What `set` accepts: bytes as they are, str as UTF-8.
-Value = bytes | str
+# What `set` accepts: bytes-like values as they are, str as UTF-8.
+Value = bytes | bytearray | memoryview | str
+# A file's path, as ssl takes it.
+FilePath = str | os.PathLike[str]
 # Where the certificate authorities come from: True for the system's, False to
 # not verify, a CA bundle's path, or a context built by the caller.
-Verify = ssl.SSLContext | str | bool
+Verify = ssl.SSLContext | FilePath | bool
 # A client certificate: a PEM file holding the certificate and the key, or both paths.
-Cert = str | tuple[str, str]
+Cert = FilePath | tuple[FilePath, FilePath]
 
 
 # The pure core: what each method sends and how it reads the answer, and
 # which node to try next. The two client classes only send and receive.
+
+
+# Checking arguments, before anything is sent: httpx and bytes() take almost
+# anything (a bytes key went out as "b'k'", set("k", 5) stored five NUL bytes).
+
+
+def _text(text: object, argument: str) -> str:
+    """`text`, if it is a str that UTF-8 can carry: a key, a pattern, a str value."""
+    if not isinstance(text, str):
+        raise TypeError(f"{argument} must be a str, not {type(text).__name__}")
+    if not text.isascii():
+        _utf8(text, argument)
+    return text
+
+
+def _utf8(text: str, argument: str) -> bytes:
+    """`text` as UTF-8; ValueError for a lone surrogate, which UTF-8 cannot
+    carry (the node refuses such a key: "key must be valid UTF-8")."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ValueError(
+            f"{argument} must be valid UTF-8, but holds a lone surrogate at position "
+            f"{error.start}: {reprlib.repr(text)}"
+        ) from None
+
+
+def _value(value: object, argument: str) -> bytes | str:
+    """`value` as it is sent: bytes as they are, a str as UTF-8 text."""
+    if isinstance(value, str):
+        return _text(value, argument)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    raise TypeError(
+        f"{argument} must be bytes, bytearray, memoryview or str (set_json stores other "
+        f"objects as JSON), not {type(value).__name__}"
+    )
 
 
 @attrs.frozen
@@ -119,12 +169,49 @@ class _Call(Generic[T]):
 
 
 def _call_get(key: str) -> _Call[bytes | None]:
-    return _Call("GET", "/get", _parse_value, params={"key": key}, round_robin=True)
+    params = {"key": _text(key, "key")}
+    return _Call("GET", "/get", _parse_value, params=params, round_robin=True)
+
+
+def _call_get_str(key: str) -> _Call[str | None]:
+    def decode(value: bytes | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise _not_text(error, key) from None
+
+    return _call_get(key).then(decode)
+
+
+def _call_get_json(key: str) -> _Call[Any]:
+    def decode(value: bytes | None) -> Any:
+        if value is None:
+            return None
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as error:
+            message = f"the value of {key!r} is not JSON: {error.msg}"
+            raise json.JSONDecodeError(message, error.doc, error.pos) from None
+        except UnicodeDecodeError as error:
+            raise _not_text(error, key) from None
+        except RecursionError:
+            raise ValueError(f"the value of {key!r} is JSON nested too deeply to read") from None
+
+    return _call_get(key).then(decode)
+
+
+def _not_text(error: UnicodeDecodeError, key: str) -> UnicodeDecodeError:
+    """`error`, still what bytes.decode raises, saying whose value it is."""
+    reason = f"{error.reason} (the value of {key!r} is not UTF-8 text; get returns its bytes)"
+    return UnicodeDecodeError(error.encoding, error.object, error.start, error.end, reason)
 
 
 def _call_exists(key: str) -> _Call[bool]:
     # HEAD: the node answers the status of /get without sending the value.
-    return _Call("HEAD", "/get", _parse_found, params={"key": key}, round_robin=True)
+    params = {"key": _text(key, "key")}
+    return _Call("HEAD", "/get", _parse_found, params=params, round_robin=True)
 
 
 def _call_ttl(key: str) -> _Call[float | None]:
@@ -134,7 +221,8 @@ def _call_ttl(key: str) -> _Call[float | None]:
         expires_in = _parse_json(response)["expires_in"]
         return None if expires_in is None else float(expires_in)
 
-    return _Call("GET", "/trygetwithexpire", parse, params={"key": key}, round_robin=True)
+    params = {"key": _text(key, "key")}
+    return _Call("GET", "/trygetwithexpire", parse, params=params, round_robin=True)
 
 
 def _call_get_many(keys: Iterable[str]) -> _Call[dict[str, bytes]]:
@@ -142,7 +230,12 @@ def _call_get_many(keys: Iterable[str]) -> _Call[dict[str, bytes]]:
         found: dict[str, dict[str, Any]] = _parse_json(response)
         return {key: _decode_json_value(fields) for key, fields in found.items()}
 
-    body = json.dumps(list(keys)).encode()
+    # A str is an iterable too: get_many("ab") would ask for "a" and "b".
+    if isinstance(keys, str | bytes) or not isinstance(keys, Iterable):
+        raise TypeError(
+            f"keys must be an iterable of str, such as a list, not {type(keys).__name__}"
+        )
+    body = json.dumps([_text(key, f"keys[{n}]") for n, key in enumerate(keys)]).encode()
     headers = {"Content-Type": "application/json"}
     return _Call("POST", "/getKeys", parse, content=body, headers=headers, round_robin=True)
 
@@ -150,12 +243,14 @@ def _call_get_many(keys: Iterable[str]) -> _Call[dict[str, bytes]]:
 def _call_set(
     key: str, value: Value, ttl: int, content_type: str | None, sync: int | None
 ) -> _Call[bool]:
-    if isinstance(value, str):
-        content = value.encode("utf-8")
+    key = _text(key, "key")
+    checked = _value(value, "value")
+    if isinstance(checked, str):
+        content = checked.encode("utf-8")
         content_type = content_type or "text/plain; charset=utf-8"
     else:
-        content = bytes(value)
-    if content_type is not None and not header_text(content_type):
+        content = checked
+    if content_type is not None and not header_text(_text(content_type, "content_type")):
         raise ValueError("a content type must be printable ASCII (it is sent in a header)")
     headers = {} if content_type is None else {"Content-Type": content_type}
     params = _with_sync({"key": key, "ttl": str(ttl)}, sync)
@@ -165,11 +260,20 @@ def _call_set(
 
 
 def _call_set_many(mapping: Mapping[str, Value], ttl: int, sync: int | None) -> _Call[list[str]]:
+    if not isinstance(mapping, Mapping):
+        raise TypeError(
+            "mapping must be a mapping of key to value, such as a dict, "
+            f"not {type(mapping).__name__}"
+        )
+    values = {
+        _text(key, "each key of mapping"): _value(value, f"mapping[{key!r}]")
+        for key, value in mapping.items()
+    }
     body = {
         key: value
         if isinstance(value, str)
-        else {"value": base64.b64encode(bytes(value)).decode("ascii"), "encoding": "base64"}
-        for key, value in mapping.items()
+        else {"value": base64.b64encode(value).decode("ascii"), "encoding": "base64"}
+        for key, value in values.items()
     }
     params = _with_sync({"ttl": str(ttl)}, sync)
     headers = {"Content-Type": "application/json"}
@@ -180,7 +284,7 @@ def _call_set_many(mapping: Mapping[str, Value], ttl: int, sync: int | None) -> 
 
 
 def _call_delete(key: str, sync: int | None) -> _Call[bool]:
-    params = _with_sync({"key": key}, sync)
+    params = _with_sync({"key": _text(key, "key")}, sync)
     return _Call("DELETE", "/remove", _field("removed", bool), params=params)
 
 
@@ -188,7 +292,8 @@ def _call_delete_pattern(pattern: str, sync: int | None) -> _Call[list[str]]:
     def parse(response: httpx.Response) -> list[str]:
         return [str(key) for key in _parse_json(response)]
 
-    return _Call("DELETE", "/removeallkeys", parse, params=_with_sync({"key": pattern}, sync))
+    params = _with_sync({"key": _text(pattern, "pattern")}, sync)
+    return _Call("DELETE", "/removeallkeys", parse, params=params)
 
 
 def _call_flush(sync: int | None) -> _Call[None]:
@@ -210,15 +315,7 @@ def _with_sync(params: dict[str, str], sync: int | None) -> dict[str, str]:
 
 
 def _encode_json(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
-
-def _decode_text(value: bytes | None) -> str | None:
-    return None if value is None else value.decode("utf-8")
-
-
-def _decode_json(value: bytes | None) -> Any:
-    return None if value is None else json.loads(value)
+    return _utf8(json.dumps(value, ensure_ascii=False, separators=(",", ":")), "value")
 
 
 @attrs.frozen
@@ -236,7 +333,7 @@ class _Listing:
     """
 
     def __init__(self, pattern: str | None) -> None:
-        self.match = _matcher(pattern)
+        self.match = _matcher(None if pattern is None else _text(pattern, "pattern"))
         self.cursor = 0
         self.node: str | None = None
         self.done = False
@@ -539,30 +636,84 @@ class _Settings:
         cls, api_key: str | None, timeout: float, verify: Verify, cert: Cert | None
     ) -> _Settings:
         headers = {"User-Agent": f"phoenix-client/{__version__}"}
-        if api_key:
+        if api_key is not None:
+            _text(api_key, "api_key")
+        if api_key:  # "" is no key, as an unset PHOENIX_API_KEY
             if not header_text(api_key):
                 raise ValueError("an API key must be printable ASCII (it is sent in a header)")
             headers["Authorization"] = f"Bearer {api_key}"
-        return cls(headers, httpx.Timeout(timeout), _tls_context(verify, cert))
+        return cls(headers, httpx.Timeout(_seconds(timeout)), _tls_context(verify, cert))
+
+
+def _seconds(timeout: object) -> float:
+    """`timeout`, if it is a number of seconds above 0, at most MAX_TIMEOUT."""
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise TypeError(f"timeout must be a number of seconds, not {type(timeout).__name__}")
+    if not 0 < timeout <= MAX_TIMEOUT:  # also refuses nan and inf
+        raise ValueError(
+            f"timeout must be a number of seconds above 0, at most {MAX_TIMEOUT}, got {timeout!r}"
+        )
+    return float(timeout)
 
 
 def _tls_context(verify: Verify, cert: Cert | None) -> ssl.SSLContext | bool:
     """What httpx's `verify` takes, built here for a CA path or a client
     certificate (httpx 0.28 deprecates passing those as str and `cert`)."""
-    if isinstance(verify, ssl.SSLContext) or (cert is None and isinstance(verify, bool)):
+    # A wrong type must not fall through: verify=None used to turn checking off.
+    if not isinstance(verify, ssl.SSLContext | str | os.PathLike | bool):
+        raise TypeError(
+            "verify must be True, False, a CA bundle's path or an ssl.SSLContext, "
+            f"not {type(verify).__name__}"
+        )
+    cert_files = _cert_files(cert)
+    if isinstance(verify, ssl.SSLContext) or (cert_files is None and isinstance(verify, bool)):
         return verify
-    if isinstance(verify, str):
-        context = ssl.create_default_context(cafile=verify)
-    else:
+    if isinstance(verify, bool):
         context = ssl.create_default_context()
         if not verify:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
-    if isinstance(cert, str):
-        context.load_cert_chain(cert)
-    elif cert is not None:
-        context.load_cert_chain(*cert)
+    else:
+        context = _loaded(
+            "the CA bundle", [verify], lambda: ssl.create_default_context(cafile=verify)
+        )
+    if cert_files is not None:
+        certfile, keyfile = cert_files
+        _loaded(
+            "the client certificate",
+            [path for path in cert_files if path is not None],
+            lambda: context.load_cert_chain(certfile, keyfile),
+        )
     return context
+
+
+def _cert_files(cert: object) -> tuple[FilePath, FilePath | None] | None:
+    """What load_cert_chain takes: a PEM file and no key file, or the certificate and the key."""
+    if cert is None:
+        return None
+    if isinstance(cert, str | os.PathLike):
+        return cert, None
+    if (
+        isinstance(cert, tuple)
+        and len(cert) == 2
+        and all(isinstance(path, str | os.PathLike) for path in cert)
+    ):
+        return cert[0], cert[1]
+    raise TypeError(
+        f"cert must be a PEM file's path or (certificate path, key path), not {type(cert).__name__}"
+    )
+
+
+def _loaded(what: str, paths: Sequence[FilePath], load: Callable[[], T]) -> T:
+    """`load()`, which reads TLS files, with errors that name them: ssl's do not."""
+    for path in paths:
+        with open(path, "rb"):  # a missing or unreadable file: open()'s error names it
+            pass
+    try:
+        return load()
+    except ssl.SSLError as error:
+        names = ", ".join(repr(os.fspath(path)) for path in paths)
+        raise ssl.SSLError(error.errno, f"{what} {names} cannot be used: {error}") from None
 
 
 # The clients: they send what the core builds and hand back what it parses.
@@ -578,11 +729,11 @@ class PhoenixClient:
 
     `urls` is one node URL or several (see the module docstring for how
     they are used). `api_key` is sent as `Authorization: Bearer KEY`.
-    `timeout` bounds each request, in seconds; a `sync=N` write waits up to
-    the node's write_timeout for its peers, so give it more than that.
-    `verify` is True (the system's CAs), False, a CA bundle's path, or an
-    ssl.SSLContext; `cert` a client certificate (a PEM path, or the paths of
-    the certificate and the key).
+    `timeout` bounds each request, in seconds (above 0, at most a day); a
+    `sync=N` write waits up to the node's write_timeout for its peers, so
+    give it more than that. `verify` is True (the system's CAs), False, a CA
+    bundle's path, or an ssl.SSLContext; `cert` a client certificate (a PEM
+    path, or the paths of the certificate and the key).
     """
 
     def __init__(
@@ -619,6 +770,8 @@ class PhoenixClient:
         self.close()
 
     def _send(self, call: _Call[T]) -> T:
+        if self._http.is_closed:  # httpx's error names neither this client nor the way out
+            raise RuntimeError("this PhoenixClient is closed (close() or its with block ended)")
         attempt = self._router.attempt(call)
         for request in attempt:
             try:
@@ -635,13 +788,15 @@ class PhoenixClient:
         return self._send(_call_get(key))
 
     def get_str(self, key: str) -> str | None:
-        """The value of `key` decoded as UTF-8, or None when it is missing."""
-        return self._send(_call_get(key).then(_decode_text))
+        """The value of `key` decoded as UTF-8, or None when it is missing;
+        UnicodeDecodeError (a ValueError) when it is not UTF-8 text."""
+        return self._send(_call_get_str(key))
 
     def get_json(self, key: str) -> Any:
         """The value of `key` parsed as JSON, or None when it is missing
-        (a stored JSON `null` also gives None: use `exists` to tell them apart)."""
-        return self._send(_call_get(key).then(_decode_json))
+        (a stored JSON `null` also gives None: use `exists` to tell them apart);
+        json.JSONDecodeError or UnicodeDecodeError (ValueErrors) when it is not JSON."""
+        return self._send(_call_get_json(key))
 
     def get_many(self, keys: Iterable[str]) -> dict[str, bytes]:
         """The values of those of `keys` that are there, in one request (/getKeys).
@@ -653,7 +808,11 @@ class PhoenixClient:
 
     def exists(self, key: str) -> bool:
         """Whether `key` is there (the value is not transferred)."""
-        return self._send(_call_exists(key))
+        try:
+            return self._send(_call_exists(key))
+        except (AuthError, RequestRejected):
+            # A refused HEAD has no body: the GET is refused the same way, saying why.
+            return self._send(_call_get(key)) is not None
 
     def ttl(self, key: str) -> float | None:
         """Seconds until `key` expires (millisecond precision), None if it never
@@ -668,7 +827,8 @@ class PhoenixClient:
         content_type: str | None = None,
         sync: int | None = None,
     ) -> bool:
-        """Store `value` (str as UTF-8) under `key` for `ttl` whole seconds (0: no expiry).
+        """Store `value` (bytes, bytearray or memoryview as they are, str as UTF-8)
+        under `key` for `ttl` whole seconds (0: no expiry).
 
         `content_type` is what `/get` will answer with (text/plain for str,
         application/octet-stream for bytes unless given). With `sync=N`, return
@@ -687,7 +847,7 @@ class PhoenixClient:
     ) -> list[str]:
         """Store every item of `mapping` in one /setKeys request (all or, for
         bad input, none); return the keys the admission policy refused. str
-        values are stored as UTF-8 text, bytes as bytes."""
+        values are stored as UTF-8 text, bytes-like values as they are."""
         return self._send(_call_set_many(mapping, ttl, sync))
 
     def delete(self, key: str, sync: int | None = None) -> bool:
@@ -768,6 +928,10 @@ class AsyncPhoenixClient:
         await self.aclose()
 
     async def _send(self, call: _Call[T]) -> T:
+        if self._http.is_closed:  # httpx's error names neither this client nor the way out
+            raise RuntimeError(
+                "this AsyncPhoenixClient is closed (aclose() or its async with block ended)"
+            )
         attempt = self._router.attempt(call)
         for request in attempt:
             try:
@@ -785,11 +949,11 @@ class AsyncPhoenixClient:
 
     async def get_str(self, key: str) -> str | None:
         """See PhoenixClient.get_str."""
-        return await self._send(_call_get(key).then(_decode_text))
+        return await self._send(_call_get_str(key))
 
     async def get_json(self, key: str) -> Any:
         """See PhoenixClient.get_json."""
-        return await self._send(_call_get(key).then(_decode_json))
+        return await self._send(_call_get_json(key))
 
     async def get_many(self, keys: Iterable[str]) -> dict[str, bytes]:
         """See PhoenixClient.get_many."""
@@ -797,7 +961,11 @@ class AsyncPhoenixClient:
 
     async def exists(self, key: str) -> bool:
         """See PhoenixClient.exists."""
-        return await self._send(_call_exists(key))
+        try:
+            return await self._send(_call_exists(key))
+        except (AuthError, RequestRejected):
+            # A refused HEAD has no body: the GET is refused the same way, saying why.
+            return await self._send(_call_get(key)) is not None
 
     async def ttl(self, key: str) -> float | None:
         """See PhoenixClient.ttl."""
