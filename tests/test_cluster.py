@@ -159,6 +159,51 @@ async def test_late_older_write_does_not_resurrect_a_removed_key(
         assert "k" not in assert_converged(harness)
 
 
+async def test_an_older_value_does_not_come_back_after_the_newer_write_expired(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # Expiry forgot the key: n3, away while `k` was overwritten with a TTL,
+    # brought "old" back to every node once the new value had expired.
+    async with cluster(NAMES) as harness:
+        await settle(2)
+        await put(harness, "n1", "k", b"old")
+        await settle(1)
+        harness.network.partition("n3")
+        await settle(5)
+        await put(harness, "n1", "k", b"new", ttl=2)
+        await settle(3)
+        assert "k" not in contents(harness.nodes["n1"])
+        harness.network.heal("n3")
+        await settle(10)
+        assert "k" not in assert_converged(harness)
+
+
+async def test_a_returning_node_catches_up_on_values_too_large_to_send_at_once(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # Catch-up sent up to 500 writes per call whatever their size: past the
+    # peer's body limit (413), so the node never caught up, nor got pushes.
+    size = 100_000  # with 10 keys per request, the body limit is then about 2.3 MB
+    settings = {
+        "max_value_size": size,
+        "max_keys_per_request": 10,
+        "anti_entropy_interval_in_seconds": 0,
+    }
+    async with cluster(["n1", "n2"], **settings) as harness:
+        await settle(2)
+        harness.network.partition("n2")
+        await settle(5)
+        for i in range(40):
+            harness.nodes["n1"].set(f"big{i}", bytes([i]) * size, "t", 0)
+        # Only n1's catch-up may move them, by sending (n2's would pull them).
+        harness.network.refuse = lambda source, target, path: (
+            path.endswith("/reconcile") and (source == "n2")
+        )
+        harness.network.heal("n2")
+        await settle(10)
+        assert len(assert_converged(harness)) == 40
+
+
 async def test_flush_issued_while_a_node_was_away_is_applied_when_it_returns(
     autojump_clock: trio.abc.Clock,
 ) -> None:

@@ -11,6 +11,7 @@ import base64
 import binascii
 import json
 import re
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import attrs
@@ -75,6 +76,25 @@ def encode(op: Op) -> dict[str, Any]:
 def to_json(op: Op) -> bytes:
     """The op's JSON form, compact, as it travels in a batch."""
     return json.dumps(encode(op), separators=(",", ":")).encode()
+
+
+# One POST /internal/apply carries up to this many ops or about this many
+# bytes (one op may be larger): well within the receiver's body limit.
+MAX_BATCH_OPS = 500
+MAX_BATCH_BYTES = 1024 * 1024
+
+
+def batches(ops: Sequence[Op]) -> Iterator[Sequence[Op]]:
+    """`ops` in order, cut into batches within MAX_BATCH_OPS and MAX_BATCH_BYTES."""
+    start = size = 0
+    for index, op in enumerate(ops):
+        if index > start and (index - start == MAX_BATCH_OPS or size >= MAX_BATCH_BYTES):
+            yield ops[start:index]
+            start = index
+            size = 0
+        size += encoded_size(op)
+    if start < len(ops):
+        yield ops[start:]
 
 
 def encoded_size(op: Op) -> int:

@@ -22,7 +22,7 @@ import trio
 
 from phoenix.clock import Version
 from phoenix.errors import InvalidRequest, PeerCallFailed
-from phoenix.ops import FlushOp, Op, RemoveMatchingOp, RemoveOp, SetOp, decode
+from phoenix.ops import FlushOp, Op, RemoveMatchingOp, RemoveOp, SetOp, batches, decode
 from phoenix.peer_client import PeerClient
 from phoenix.store import BUCKET_COUNT, NO_VERSION, Store
 
@@ -36,8 +36,6 @@ GROUP_COUNT = BUCKET_COUNT // GROUP_SIZE
 GROUPS_PER_CALL = 64
 # Buckets listed in one reconcile call.
 BUCKETS_PER_CALL = 256
-# Ops in one apply call while catching up.
-OPS_PER_CALL = 500
 # A catch-up that takes longer than this logs its progress, at most once per
 # this many seconds.
 PROGRESS_INTERVAL = 2.0
@@ -213,10 +211,10 @@ async def catch_up(
             apply(op)
         report.received += len(ops)
     to_send.extend(export(store, wanted))
-    for start in range(0, len(to_send), OPS_PER_CALL):
+    for batch in batches(to_send):  # bounded as pushes are: 500 ops of 1 MiB were refused (413)
         progress.update(report, len(differing), moved())
-        await client.apply(url, to_send[start : start + OPS_PER_CALL])
-        report.sent += len(to_send[start : start + OPS_PER_CALL])
+        await client.apply(url, batch)
+        report.sent += len(batch)
     report.bytes = moved()
     report.seconds = trio.current_time() - progress.started
     return report

@@ -17,12 +17,10 @@ import attrs
 import trio
 
 from phoenix.errors import PeerCallFailed
-from phoenix.ops import Op, encoded_size, to_json
+from phoenix.ops import MAX_BATCH_BYTES, MAX_BATCH_OPS, Op, encoded_size, to_json
 
 log = logging.getLogger("phoenix.replication")
 
-MAX_BATCH_OPS = 500
-MAX_BATCH_BYTES = 1024 * 1024
 BACKOFF_FIRST = 0.05
 BACKOFF_MAX = 2.0
 

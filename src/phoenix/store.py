@@ -151,6 +151,7 @@ class Store:
         self._tombstones: dict[str, Version] = {}
         self._tombstone_heap: list[tuple[int, str]] = []  # (timestamp, key), to purge
         self._evicted: OrderedDict[str, Version] = OrderedDict()
+        self._evicted_until: dict[str, int] = {}  # the memos' expiry deadlines, if any
         self.flush_version: Version = NO_VERSION
         self.pattern_removals: dict[str, Version] = {}
         # Per bucket: the keys known there, and the XOR of their fingerprints.
@@ -209,7 +210,7 @@ class Store:
                 self._stats.misses += 1
             return None
         if entry.expires_at and entry.expires_at <= self._clock.now_ms():
-            self._forget(key)
+            self._expire(key)
             self._stats.expirations += 1
             if record:
                 self._stats.misses += 1
@@ -274,8 +275,9 @@ class Store:
             return key in self._entries
         else:
             # A removed or evicted key is already filed in its bucket.
-            if self._tombstones.pop(key, None) is None and self._evicted.pop(key, None) is None:
+            if self._tombstones.pop(key, None) is None and key not in self._evicted:
                 self._file_in_bucket(key)
+            self._forget_memo(key)
             evicted = self._policy.insert(
                 Entry(key, cost, value, content_type, expires_at, version)
             )
@@ -342,6 +344,7 @@ class Store:
         self._tombstones.clear()
         self._tombstone_heap.clear()
         self._evicted.clear()
+        self._evicted_until.clear()
         self.pattern_removals = {p: v for p, v in self.pattern_removals.items() if v > version}
         self._buckets.clear()
         self._digests = [0] * BUCKET_COUNT
@@ -373,8 +376,10 @@ class Store:
             for key in self._expiring.pop(second, ()):
                 entry = self._entries.get(key)
                 if entry is not None and entry.expired(now):
-                    self._forget(key)
+                    self._expire(key)
                     removed += 1
+                elif self._evicted_until.get(key, now + 1) <= now:
+                    self._expire(key)  # as the peers that kept it expire it
         self._stats.expirations += removed
         self._purge_tombstones(now)
         return removed
@@ -512,19 +517,36 @@ class Store:
         if entry is not None:
             self._unfile_expiry(key, entry.expires_at)
         self._tombstones.pop(key, None)
-        self._evicted.pop(key, None)
+        self._forget_memo(key)
         self._discard_from_bucket(key)
+
+    def _expire(self, key: str) -> None:
+        """The write known for `key` (an entry or a memo) has expired: it becomes a tombstone.
+
+        An expired set is still the key's greatest write: an older set that
+        arrives later must not bring the key back (and peers that expired it
+        too keep the same version, so digests agree).
+        """
+        version = self.known_version(key)
+        self._forget(key)
+        if version is not None:
+            self._entomb(key, version)
 
     def _evict(self, entry: Entry) -> None:
         """The policy let `entry` go: keep only its version, so digests still agree."""
         key = entry.key
-        self._unfile_expiry(key, entry.expires_at)
         self._evicted[key] = entry.version  # the same version: the digest stays
+        if entry.expires_at:  # still filed: it expires here when it does on the peers
+            self._evicted_until[key] = entry.expires_at
         if len(self._evicted) > EVICTION_MEMO_SIZE:
             old_key = next(iter(self._evicted))
             self._note(old_key)
-            del self._evicted[old_key]
+            self._forget_memo(old_key)
             self._discard_from_bucket(old_key)
+
+    def _forget_memo(self, key: str) -> None:
+        if self._evicted.pop(key, None) is not None:
+            self._unfile_expiry(key, self._evicted_until.pop(key, NO_EXPIRY))
 
     def _discard_from_bucket(self, key: str) -> None:
         if key in self._entries or key in self._tombstones or key in self._evicted:
