@@ -40,6 +40,7 @@ class Network:
         self.apps: dict[str, httpx.ASGITransport] = {}
         self.cut: set[frozenset[str]] = set()
         self.isolated: set[str] = set()
+        self.hung: set[str] = set()  # nodes that take requests and never answer
         self.requests: list[tuple[str, str, str]] = []
         # Drops any request for which this returns True: (source, target, path).
         self.refuse: Callable[[str, str, str], bool] = lambda source, target, path: False
@@ -74,6 +75,8 @@ class _Link(httpx.AsyncBaseTransport):
             self.source, target, request.url.path
         ):
             raise httpx.ConnectError(f"{self.source} cannot reach {target}", request=request)
+        if target in self.network.hung:
+            await trio.sleep_forever()  # until the caller's timeout
         return await self.network.apps[target].handle_async_request(request)
 
 

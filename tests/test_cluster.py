@@ -9,6 +9,7 @@ import pytest
 import trio
 
 from cluster_harness import Cluster, cluster, contents, settle, url
+from phoenix import replication
 from phoenix.clock import LOGICAL_BITS
 from phoenix.peers import PeerState
 
@@ -77,6 +78,21 @@ async def test_peer_is_disabled_after_exactly_max_retries_missed_heartbeats(
         await settle(3)
         assert peer.state is PeerState.UP
         assert contents(harness.nodes["n2"]).keys() == {"while-away"}
+
+
+async def test_a_hung_peer_is_disabled_after_max_retries_heartbeats(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # Each ping waits at most an interval; the next beat came an interval
+    # after it, so each miss of a peer that never answers took two.
+    async with cluster(["n1", "n2"], max_retries_to_disabled_node=3) as harness:
+        await settle(2.5)  # between two beats
+        peer = harness.nodes["n1"].peers[1]
+        harness.network.hung.add("n2")
+        await trio.sleep(3)  # three beats; two of their pings have been cut off
+        assert (peer.failures, peer.state) == (2, PeerState.UP)
+        await trio.sleep(1)
+        assert peer.state is PeerState.DOWN
 
 
 async def test_partition_heals_and_both_sides_converge(autojump_clock: trio.abc.Clock) -> None:
@@ -401,6 +417,25 @@ async def test_full_outbox_falls_back_to_catch_up(autojump_clock: trio.abc.Clock
         for i in range(20):
             await put(harness, "n1", f"k{i}", b"v")
         peer = harness.nodes["n1"].peers[1]
+        assert peer.needs_catch_up
+        harness.network.cut.clear()
+        await settle(5)
+        assert len(assert_converged(harness)) == 20
+
+
+async def test_an_outbox_full_of_bytes_falls_back_to_catch_up(
+    autojump_clock: trio.abc.Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Bounded by count only, an outbox of large values for a paused peer
+    # took hundreds of MB before the peer was marked down.
+    monkeypatch.setattr(replication, "OUTBOX_BYTES", 1_000_000)
+    async with cluster(["n1", "n2"], max_value_size=100_000) as harness:
+        await settle(2)
+        harness.network.cut.add(frozenset(("n1", "n2")))
+        peer = harness.nodes["n1"].peers[1]
+        for i in range(20):
+            harness.nodes["n1"].set(f"big{i}", b"v" * 100_000, "t", 0)
+            assert peer.outbox.bytes <= 1_000_000
         assert peer.needs_catch_up
         harness.network.cut.clear()
         await settle(5)

@@ -83,7 +83,9 @@ class NodeCollector(Collector):
             yield CounterMetricFamily(f"phoenix_{name}", text, value=value)
         yield GaugeMetricFamily("phoenix_items", "Live entries held", value=len(store))
         yield GaugeMetricFamily(
-            "phoenix_tombstones", "Removes remembered", value=store.tombstone_count
+            "phoenix_tombstones",
+            "Removes and expired writes remembered",
+            value=store.tombstone_count,
         )
         yield GaugeMetricFamily(
             "phoenix_bytes_used", "Cost of the entries held", value=store.used_cost

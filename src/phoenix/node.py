@@ -372,8 +372,13 @@ class Node:
         interval = self.config.anti_entropy_interval_in_seconds
         next_round = trio.current_time() + interval
         turn = 0
+        beat = trio.current_time()
         while True:
-            await trio.sleep(self.config.heart_beat_interval_in_seconds)
+            # Beats keep their cadence: a ping waits at most an interval, and
+            # sleeping a whole interval after it made each miss of a hung
+            # peer last up to two (30 s, not 15, to mark it down by default).
+            beat = max(beat + self.config.heart_beat_interval_in_seconds, trio.current_time())
+            await trio.sleep_until(beat)
             await self._ping_all()
             live = [p for p in self.peers if p.state is PeerState.UP and p.ready]
             if interval and live and trio.current_time() >= next_round:
