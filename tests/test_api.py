@@ -84,6 +84,19 @@ async def test_get_answers_with_the_stored_content_type(client: httpx.AsyncClien
     assert response.headers["content-type"] == "text/html; charset=latin-1"
 
 
+async def test_a_content_type_that_is_not_printable_ascii_is_refused(
+    client: httpx.AsyncClient,
+) -> None:
+    # It was stored and sent back as it came, where /setKeys refuses it.
+    headers = {"Content-Type": b"\xe9t\xe9"}
+    response = await client.post(
+        "/set", params={"key": "k", "ttl": 0}, content=b"v", headers=headers
+    )
+    assert response.status_code == 400
+    assert response.json() == {"error": "Content-Type must be printable ASCII"}
+    assert (await client.get("/get", params={"key": "k"})).status_code == 404
+
+
 async def test_value_without_content_type_is_octet_stream(client: httpx.AsyncClient) -> None:
     await put(client, "k", b"v")
     response = await client.get("/get?key=k")

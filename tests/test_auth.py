@@ -187,15 +187,30 @@ def test_keys_come_from_environment_and_files_and_stay_out_of_repr(
         assert secret not in repr(config)
 
 
+def test_a_relative_key_file_is_found_from_the_config_files_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As the whitelist and the TLS files are; it was read from the working folder.
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "writer.key").write_text(WRITER)
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"read_write_keys": ["file:keys/writer.key"]}))
+    monkeypatch.chdir("/")
+    assert Config.load(path).read_write_keys == (WRITER,)
+
+
 @pytest.mark.parametrize(
     ("settings", "expected"),
     [
         ({"read_write_keys": ["short"]}, "at least 16 characters"),
         ({"read_write_keys": ["env:PHOENIX_NO_SUCH_VARIABLE"]}, "is not set"),
-        ({"cluster_key": "file:/no/such/file"}, "cannot read key file"),
+        ({"cluster_key": "file:/no/such/file"}, "cannot read key file '/no/such/file'"),
         ({"certfile": "cert.pem"}, "'certfile' and 'keyfile' go together"),
         ({"certfile": "cert.pem", "keyfile": "cert.pem"}, "'certfile': no such file"),
         ({"require_client_cert": True}, "needs 'ca_certs'"),
+        # Files that are there but cannot be used: named, not ssl's "PEM lib" alone.
+        ({"certfile": "config.json", "keyfile": "config.json"}, "'certfile' and 'keyfile' must"),
+        ({"ca_certs": "config.json"}, "'ca_certs' must hold CA certificates"),
         ({"trusted_proxies": ["not-an-address"]}, "'trusted_proxies'"),
     ],
 )

@@ -163,6 +163,22 @@ def test_usage_errors_exit_2(url: str) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
+        # With the command's usage line, not the top-level one.
+        (("get", "a", "b"), "phoenix get: error: unrecognized arguments: b"),
+        # Said here, not by the node as "parameter 'key' is required".
+        (("get", ""), "phoenix get: error: argument KEY: a key must not be empty"),
+        (("del", ""), "phoenix del: error: argument KEY: a key must not be empty"),
+    ],
+)
+def test_usage_errors_name_the_command(url: str, args: tuple[str, ...], message: str) -> None:
+    result = phoenix(url, *args)
+    assert result.returncode == 2
+    assert message in result.stderr.decode()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
         (("--timeout", "inf"), "argument --timeout: must be a number of seconds above 0"),
         (("--content-type", "t\u00e9xt"), "argument --content-type: must be printable ASCII"),
         (("--content-type", "a\nb"), "argument --content-type: must be printable ASCII"),

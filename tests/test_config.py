@@ -85,6 +85,11 @@ def test_ipv6_port_binds_in_brackets(tmp_path: Path) -> None:
         # Values that would not fit in memory or in a date.
         ('{"num_counters": 1e18}', "'num_counters': must be <= 1073741824"),
         ('{"tombstone_grace_seconds": 1e308}', "'tombstone_grace_seconds': must be <= 3.1536e+09"),
+        # A number as it was written, not a 300-digit integer.
+        ('{"num_counters": 1e300}', "must be <= 1073741824, got 1e+300"),
+        # A digit that is not an ASCII digit ("²" passed isdigit, then int() failed).
+        ('{"port": "127.0.0.1:\u00b2"}', "'port': must look like"),
+        ('{"certfile": ".", "keyfile": "."}', "'certfile': not a file"),
     ],
 )
 def test_bad_config_names_the_file_and_the_key(tmp_path: Path, text: str, expected: str) -> None:
@@ -99,3 +104,9 @@ def test_bad_config_names_the_file_and_the_key(tmp_path: Path, text: str, expect
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="config file not found"):
         Config.load(tmp_path / "nope.json")
+
+
+def test_a_byte_order_mark_is_taken_as_editors_write_it(tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    path.write_bytes(b'\xef\xbb\xbf{"node_id": "with-bom"}')
+    assert Config.load(path).node_id == "with-bom"

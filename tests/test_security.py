@@ -130,8 +130,19 @@ def test_missing_file_is_config_error_naming_it(tmp_path: Path) -> None:
         '{"allowed_nodes": [1]}',
         '{"allowed_nodes": [["127.0.0.1"]]}',
         '{"allowed_nodes": null}',
+        '{"allowed_nodes": ["127.0.0.1"], "alowed_nodes": ["10.0.0.0/8"]}',
     ],
-    ids=["bad-json", "empty", "top-level-list", "no-key", "string", "number", "nested", "null"],
+    ids=[
+        "bad-json",
+        "empty",
+        "top-level-list",
+        "no-key",
+        "string",
+        "number",
+        "nested",
+        "null",
+        "unknown-key",
+    ],
 )
 def test_malformed_file_is_config_error_naming_it(tmp_path: Path, text: str) -> None:
     path = tmp_path / "whitelist.json"
@@ -139,6 +150,12 @@ def test_malformed_file_is_config_error_naming_it(tmp_path: Path, text: str) -> 
     with pytest.raises(ConfigError) as error:
         Whitelist.load(path)
     assert str(path) in str(error.value)
+
+
+def test_a_byte_order_mark_is_taken_as_editors_write_it(tmp_path: Path) -> None:
+    path = tmp_path / "whitelist.json"
+    path.write_bytes(b'\xef\xbb\xbf{"allowed_nodes": ["192.0.2.7"]}')
+    assert Whitelist.load(path).allows("192.0.2.7")
 
 
 def test_file_that_is_not_utf8_is_config_error(tmp_path: Path) -> None:

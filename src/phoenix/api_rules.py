@@ -218,6 +218,12 @@ def batch_items(node: Node, body: Any) -> list[tuple[str, bytes, str]]:
     return [(key, *_value_from_json(key, value)) for key, value in body.items()]
 
 
+def header_text(content_type: str) -> bool:
+    """Whether a content type may be stored: printable ASCII, as it is sent
+    back in a header (/set and /setKeys alike)."""
+    return content_type.isascii() and content_type.isprintable()
+
+
 def _value_from_json(key: str, value: Any) -> tuple[bytes, str]:
     """A /setKeys value: a string (stored as UTF-8 text), or an object with
     "value", optional "encoding": "base64" and optional "content_type"."""
@@ -225,8 +231,7 @@ def _value_from_json(key: str, value: Any) -> tuple[bytes, str]:
         return utf8(value, f"{key!r}: value is not valid Unicode text"), "text/plain; charset=utf-8"
     if isinstance(value, dict) and isinstance(value.get("value"), str):
         content_type = value.get("content_type", DEFAULT_CONTENT_TYPE)
-        # It is sent back as a header: printable ASCII only.
-        if not isinstance(content_type, str) or not all(" " <= c <= "~" for c in content_type):
+        if not isinstance(content_type, str) or not header_text(content_type):
             raise InvalidRequest(f"{key!r}: content_type must be a string of printable ASCII")
         content_type = content_type or DEFAULT_CONTENT_TYPE  # as /set takes an empty one
         if value.get("encoding") == "base64":

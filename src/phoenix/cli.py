@@ -72,7 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_serve_parser(commands)
     add_client_parsers(commands)
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # told with the command's own usage, not the top-level one
+        commands.choices[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     run: Callable[[argparse.Namespace], int] = args.run
     return run(args)
 
@@ -190,10 +192,10 @@ def add_client_parsers(commands: argparse._SubParsersAction[argparse.ArgumentPar
         return command
 
     get = add("get", _get, "print a key's value", "Writes the raw bytes; exits 1 when not found.")
-    get.add_argument("key", type=_utf8, metavar="KEY", help="the key")
+    get.add_argument("key", type=_key, metavar="KEY", help="the key")
 
     set_ = add("set", _set, "store a value", "Reads the value from stdin when VALUE is omitted.")
-    set_.add_argument("key", type=_utf8, metavar="KEY", help="the key")
+    set_.add_argument("key", type=_key, metavar="KEY", help="the key")
     set_.add_argument(
         "value", nargs="?", default=None, metavar="VALUE", help="the value (default: stdin)"
     )
@@ -213,7 +215,7 @@ def add_client_parsers(commands: argparse._SubParsersAction[argparse.ArgumentPar
     )
 
     delete = add("del", _delete, "remove a key", "Exits 0 whether or not it was there.")
-    delete.add_argument("key", type=_utf8, metavar="KEY", help="the key")
+    delete.add_argument("key", type=_key, metavar="KEY", help="the key")
 
     keys = add(
         "keys",
@@ -431,6 +433,13 @@ def _utf8(text: str) -> str:
     except UnicodeEncodeError:
         raise argparse.ArgumentTypeError(f"not valid UTF-8: {text!r}") from None
     return text
+
+
+def _key(text: str) -> str:
+    """A key from the command line: valid UTF-8, and not empty."""
+    if not text:
+        raise argparse.ArgumentTypeError("a key must not be empty")
+    return _utf8(text)
 
 
 def _header_argument(text: str) -> str:

@@ -10,6 +10,7 @@ import ipaddress
 import json
 import math
 import os
+import ssl
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -117,25 +118,28 @@ class Config:
         wrong type or a value out of range.
         """
         values: dict[str, Any] = {}
+        # Files named in the config are found from its folder.
+        folder = Path(source).parent if source != "<config>" else Path()
         for key, raw in data.items():
             check = _CHECKS.get(key)
             if check is None:
                 known = ", ".join(sorted(_CHECKS))
                 raise ConfigError(f"{source}: unknown key {key!r} (known keys: {known})")
             try:
-                values[key] = check(raw)
+                values[key] = check(raw) if key not in _KEY_LISTS else check(raw, folder)
             except (TypeError, ValueError) as error:
                 raise ConfigError(f"{source}: key {key!r}: {error}") from None
         if bool(values.get("certfile")) != bool(values.get("keyfile")):
             raise ConfigError(f"{source}: keys 'certfile' and 'keyfile' go together")
         if values.get("require_client_cert") and not values.get("ca_certs"):
             raise ConfigError(f"{source}: key 'require_client_cert' needs 'ca_certs'")
-        # TLS files, like the whitelist, are found from the config file's folder.
         for key in ("certfile", "keyfile", "ca_certs"):
-            if values.get(key) and source != "<config>":
-                values[key] = str(Path(source).parent / values[key])
-            if values.get(key) and not Path(values[key]).is_file():
-                raise ConfigError(f"{source}: key {key!r}: no such file {values[key]!r}")
+            if values.get(key):
+                values[key] = path = str(folder / values[key])
+                if not Path(path).is_file():
+                    what = "not a file" if Path(path).exists() else "no such file"
+                    raise ConfigError(f"{source}: key {key!r}: {what} {path!r}")
+        _check_tls_files(values, source)
         # The original treats 0 as "use the default" for these two; so do we.
         for key in ("max_retries_to_disabled_node", "heart_beat_interval_in_seconds"):
             if values.get(key) == 0:
@@ -147,7 +151,7 @@ class Config:
         """Read and check a config.json file."""
         name = os.fspath(path)
         try:
-            text = Path(name).read_text(encoding="utf-8")
+            text = Path(name).read_text(encoding="utf-8-sig")  # a BOM, as some editors write
         except FileNotFoundError:
             raise ConfigError(f"{name}: config file not found") from None
         except (OSError, UnicodeDecodeError) as error:
@@ -164,16 +168,15 @@ class Config:
 
 
 def _integer(minimum: int, maximum: int | None = None) -> Callable[[Any], int]:
-    def check(value: Any) -> int:
+    def check(raw: Any) -> int:
         # JSON numbers like 1e7 arrive as floats; accept them when whole.
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
+        value = int(raw) if isinstance(raw, float) and raw.is_integer() else raw
         if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"must be an integer, got {value!r}")
+            raise TypeError(f"must be an integer, got {raw!r}")
         if value < minimum:
-            raise ValueError(f"must be >= {minimum}, got {value}")
+            raise ValueError(f"must be >= {minimum}, got {raw!r}")
         if maximum is not None and value > maximum:
-            raise ValueError(f"must be <= {maximum}, got {value}")
+            raise ValueError(f"must be <= {maximum}, got {raw!r}")
         return value
 
     return check
@@ -202,7 +205,7 @@ def _string(value: Any) -> str:
 def _port(value: Any) -> str:
     text = _string(value)
     host, colon, number = text.rpartition(":")
-    if not colon or not number.isdigit() or not 0 < int(number) < 65536:
+    if not colon or not (number.isascii() and number.isdigit()) or not 0 < int(number) < 65536:
         raise ValueError(f'must look like ":8080" or "host:8080", got {text!r}')
     if host.startswith("[") != host.endswith("]"):
         raise ValueError(f"unbalanced brackets in {text!r}")
@@ -228,8 +231,9 @@ def _boolean(value: Any) -> bool:
     return value
 
 
-def _secret(value: Any) -> str:
-    """A key given as is, as "env:NAME" (an environment variable) or "file:PATH"."""
+def _secret(value: Any, folder: Path = Path()) -> str:
+    """A key given as is, as "env:NAME" (an environment variable) or "file:PATH"
+    (from the config file's folder, unless absolute)."""
     text = _string(value)
     if text.startswith("env:"):
         name = text[4:]
@@ -237,20 +241,47 @@ def _secret(value: Any) -> str:
             raise ValueError(f"environment variable {name} is not set")
         text = os.environ[name]
     elif text.startswith("file:"):
+        path = folder / text[5:]
         try:
-            text = Path(text[5:]).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as error:
-            raise ValueError(f"cannot read key file: {error.__class__.__name__}") from None
+            text = path.read_text(encoding="utf-8")
+        except OSError as error:
+            raise ValueError(f"cannot read key file {str(path)!r}: {error.strerror}") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"key file {str(path)!r} is not UTF-8 text") from None
     text = text.strip()
     if len(text) < 16:
         raise ValueError("a key must be at least 16 characters long")
     return text
 
 
-def _secrets(value: Any) -> tuple[str, ...]:
+def _secrets(value: Any, folder: Path = Path()) -> tuple[str, ...]:
     if not isinstance(value, list):
         raise TypeError("must be a list of keys")
-    return tuple(_secret(item) for item in value)
+    return tuple(_secret(item, folder) for item in value)
+
+
+def _check_tls_files(values: dict[str, Any], source: str) -> None:
+    """Load the TLS files once, so that one that cannot be used stops the node
+    with its name (ssl's own error names neither the file nor the key)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    checks: list[tuple[str, str, Callable[[], None]]] = [
+        (
+            "keys 'certfile' and 'keyfile' must hold a certificate and its private key (PEM)",
+            "certfile",
+            lambda: context.load_cert_chain(values["certfile"], values["keyfile"]),
+        ),
+        (
+            "key 'ca_certs' must hold CA certificates (PEM)",
+            "ca_certs",
+            lambda: context.load_verify_locations(values["ca_certs"]),
+        ),
+    ]
+    for rule, key, load in checks:
+        if values.get(key):
+            try:
+                load()
+            except (ssl.SSLError, OSError) as error:
+                raise ConfigError(f"{source}: {rule}; ssl says: {error}") from None
 
 
 def _networks(value: Any) -> tuple[str, ...]:
@@ -275,7 +306,10 @@ def _resp_port(value: Any) -> int:
     return number
 
 
-_CHECKS: dict[str, Callable[[Any], Any]] = {
+# The checks that take the config file's folder too (their "file:" keys).
+_KEY_LISTS = frozenset({"read_only_keys", "read_write_keys", "cluster_key"})
+
+_CHECKS: dict[str, Callable[..., Any]] = {
     "port": _port,
     # 2^30 counters take 8 GiB (docs/configuration.md).
     "num_counters": _integer(1, 1 << 30),

@@ -33,6 +33,7 @@ from phoenix.api_rules import (
     check_json_type,
     dumps,
     found_entries,
+    header_text,
     lookup,
     parse_json,
     parse_query,
@@ -43,7 +44,7 @@ from phoenix.api_rules import (
     write_answer,
     write_concern,
 )
-from phoenix.errors import BodyTimeout, RequestError, TooLarge
+from phoenix.errors import BodyTimeout, InvalidRequest, RequestError, TooLarge
 from phoenix.internal_api import apply_batch
 from phoenix.limits import ASGIApp, Message, Receive, Scope, Send
 from phoenix.node import Node
@@ -138,6 +139,8 @@ class HotRoutes:
             return 200, entry.content_type, entry.value, {}
         if path == "/set":
             content_type, length = _body_headers(scope)
+            if content_type is not None and not header_text(content_type):
+                raise InvalidRequest("Content-Type must be printable ASCII")
             key, ttl, acks = set_request(node, scope["query_string"], length)
             limit = node.config.max_value_size
             value = await self._body(scope, receive, length, started, limit, value_too_large(node))

@@ -52,7 +52,7 @@ class Whitelist:
     def load(cls, path: Path) -> Whitelist:
         """Read and resolve a whitelist file; ConfigError names the file and entry."""
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(path.read_text(encoding="utf-8-sig"))  # a BOM, as some editors write
         except FileNotFoundError:
             raise ConfigError(f"{path}: whitelist file not found") from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -60,6 +60,11 @@ class Whitelist:
         entries = data.get("allowed_nodes") if isinstance(data, dict) else None
         if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
             raise ConfigError(f"{path}: must be an object with a list of strings 'allowed_nodes'")
+        unknown = sorted(set(data) - {"allowed_nodes"})
+        if unknown:  # a misspelt key would be ignored, as config.json refuses it
+            raise ConfigError(
+                f"{path}: unknown key {unknown[0]!r} (the only key is 'allowed_nodes')"
+            )
         networks: list[Network] = []
         for entry in entries:
             try:
