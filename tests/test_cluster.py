@@ -489,6 +489,27 @@ async def test_evicted_keys_are_not_fetched_again_by_catch_up(
         assert all(r.differing_buckets == 0 and r.received == r.sent == 0 for r in reports)
 
 
+async def test_a_value_overwritten_while_a_node_was_away_goes_though_the_new_one_was_let_go(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # n1 could not hold the new value (it costs more than the whole budget);
+    # catch-up sent nothing for a key let go, so n2 served the old one for good.
+    async with cluster(["n1", "n2"], max_cost=40_000) as harness:
+        await settle(2)
+        n1, n2 = harness.nodes["n1"], harness.nodes["n2"]
+        await put(harness, "n1", "k", b"old")
+        await settle(1)
+        harness.network.partition("n2")
+        await settle(5)
+        await put(harness, "n1", "k", b"new" * 20_000)
+        assert n1.store.get("k") is None and n1.store.known_version("k") is not None
+        assert n2.store.get("k") is not None
+        harness.network.heal("n2")
+        await settle(10)
+        assert n2.store.get("k") is None
+        assert n2.store.digests() == n1.store.digests()
+
+
 async def test_peer_state_changes_are_logged_once_not_on_every_beat(
     autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 import phoenix.store
 from phoenix.clock import LOGICAL_BITS, FakeClock
-from phoenix.ops import FlushOp, Op, RemoveMatchingOp, RemoveOp, SetOp
+from phoenix.ops import EvictedOp, FlushOp, Op, RemoveMatchingOp, RemoveOp, SetOp
 from phoenix.store import BUCKET_COUNT, ENTRY_OVERHEAD, Store, bucket_of, fingerprint
 
 START = FakeClock().now
@@ -23,6 +23,7 @@ OPS: st.SearchStrategy[Op] = st.one_of(
     st.builds(RemoveOp, KEYS, VERSIONS),
     st.builds(RemoveMatchingOp, st.sampled_from(["a", "user:*", "?"]), VERSIONS),
     st.builds(FlushOp, VERSIONS),
+    st.builds(EvictedOp, KEYS, st.just(0), VERSIONS),
 )
 
 
@@ -40,6 +41,8 @@ def apply(store: Store, op: Op) -> None:
         store.remove(op.key, op.version)
     elif isinstance(op, RemoveMatchingOp):
         store.remove_matching(op.pattern, op.version)
+    elif isinstance(op, EvictedOp):
+        store.evicted(op.key, op.expires_at, op.version)
     else:
         store.flush(op.version)
 
@@ -129,6 +132,15 @@ TIMED_OPS: st.SearchStrategy[Op] = st.one_of(
         st.binary(max_size=3),
         st.just("t"),
         st.one_of(st.just(0), st.integers(1, 60).map(lambda s: START + s * SECOND)),
+        st.tuples(
+            st.integers(1, 50).map(lambda s: (START + s * SECOND) << LOGICAL_BITS),
+            st.sampled_from(["n1", "n2", "n3"]),
+        ),
+    ),
+    st.builds(
+        EvictedOp,
+        KEYS,
+        st.integers(1, 60).map(lambda s: START + s * SECOND),
         st.tuples(
             st.integers(1, 50).map(lambda s: (START + s * SECOND) << LOGICAL_BITS),
             st.sampled_from(["n1", "n2", "n3"]),

@@ -21,7 +21,7 @@ from phoenix.clock import Clock, HybridClock, Version, WallClock, physical_ms
 from phoenix.config import Config
 from phoenix.errors import InvalidRequest, NotReady, PeerCallFailed, TooLarge, utf8
 from phoenix.histogram import Histogram
-from phoenix.ops import FlushOp, Op, RemoveMatchingOp, RemoveOp, SetOp
+from phoenix.ops import EvictedOp, FlushOp, Op, RemoveMatchingOp, RemoveOp, SetOp
 from phoenix.peer_client import PeerClient
 from phoenix.peers import Peer, PeerState
 from phoenix.recovery import CatchUpReport, catch_up
@@ -230,6 +230,8 @@ class Node:
             return store.remove(op.key, op.version)
         if isinstance(op, RemoveMatchingOp):
             return store.remove_matching(op.pattern, op.version)
+        if isinstance(op, EvictedOp):
+            return store.evicted(op.key, op.expires_at, op.version)
         return store.flush(op.version)
 
     def apply_pushed(self, ops: Sequence[Op]) -> None:

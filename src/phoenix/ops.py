@@ -51,7 +51,17 @@ class FlushOp:
     version: Version
 
 
-Op = SetOp | RemoveOp | RemoveMatchingOp | FlushOp
+@attrs.frozen
+class EvictedOp:
+    """A write whose value its sender let go (evicted, or refused by admission):
+    only catch-up sends it, so that an older value held elsewhere goes too."""
+
+    key: str
+    expires_at: int  # the write's deadline; 0 means never
+    version: Version
+
+
+Op = SetOp | RemoveOp | RemoveMatchingOp | FlushOp | EvictedOp
 
 
 def encode(op: Op) -> dict[str, Any]:
@@ -70,6 +80,8 @@ def encode(op: Op) -> dict[str, Any]:
         return {"op": "remove", "key": op.key, "version": version}
     if isinstance(op, RemoveMatchingOp):
         return {"op": "remove_matching", "pattern": op.pattern, "version": version}
+    if isinstance(op, EvictedOp):
+        return {"op": "evicted", "key": op.key, "expires_at": op.expires_at, "version": version}
     return {"op": "flush", "version": version}
 
 
@@ -101,8 +113,8 @@ def encoded_size(op: Op) -> int:
     """About how many bytes the op takes on the wire, for batching."""
     if isinstance(op, SetOp):
         return 120 + len(op.key) + len(op.value) * 4 // 3 + len(op.content_type)
-    if isinstance(op, RemoveOp):
-        return 60 + len(op.key)
+    if isinstance(op, RemoveOp | EvictedOp):
+        return 80 + len(op.key)
     if isinstance(op, RemoveMatchingOp):
         return 70 + len(op.pattern)
     return 50
@@ -119,20 +131,26 @@ def decode(data: Any) -> Op:
             value = base64.b64decode(_text(data, "value"), validate=True)
         except binascii.Error:
             raise InvalidRequest("set op: value is not base64") from None
-        expires_at = data.get("expires_at")
-        if type(expires_at) is not int or not 0 <= expires_at <= LAST_EXPIRY_MS:
-            raise InvalidRequest("set op: expires_at must be milliseconds from 0 to year 9999")
         content_type = _text(data, "content_type")
         if not _HEADER_VALUE.fullmatch(content_type):
             raise InvalidRequest("set op: content_type must be fit for an HTTP header")
-        return SetOp(_key(data, "key"), value, content_type, expires_at, version)
+        return SetOp(_key(data, "key"), value, content_type, _expires_at(data, kind), version)
     if kind == "remove":
         return RemoveOp(_key(data, "key"), version)
+    if kind == "evicted":
+        return EvictedOp(_key(data, "key"), _expires_at(data, kind), version)
     if kind == "remove_matching":
         return RemoveMatchingOp(_key(data, "pattern"), version)
     if kind == "flush":
         return FlushOp(version)
     raise InvalidRequest(f"unknown op {kind!r}")
+
+
+def _expires_at(data: dict[str, Any], kind: str) -> int:
+    expires_at = data.get("expires_at")
+    if type(expires_at) is not int or not 0 <= expires_at <= LAST_EXPIRY_MS:
+        raise InvalidRequest(f"{kind} op: expires_at must be milliseconds from 0 to year 9999")
+    return expires_at
 
 
 def _version(data: Any) -> Version:

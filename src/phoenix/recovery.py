@@ -22,7 +22,16 @@ import trio
 
 from phoenix.clock import Version
 from phoenix.errors import InvalidRequest, PeerCallFailed
-from phoenix.ops import FlushOp, Op, RemoveMatchingOp, RemoveOp, SetOp, batches, decode
+from phoenix.ops import (
+    EvictedOp,
+    FlushOp,
+    Op,
+    RemoveMatchingOp,
+    RemoveOp,
+    SetOp,
+    batches,
+    decode,
+)
 from phoenix.peer_client import PeerClient
 from phoenix.store import BUCKET_COUNT, NO_VERSION, Store
 
@@ -132,9 +141,10 @@ def reconcile(store: Store, theirs: dict[int, dict[str, Version]]) -> tuple[list
 
 
 def export(store: Store, keys: Iterable[str]) -> list[Op]:
-    """The current write for each key: its entry, or its tombstone.
+    """The current write for each key: its entry, its tombstone, or its memo.
 
-    Evicted keys have no value here to send, and are skipped.
+    An evicted key has no value here to send; its memo still goes, so that
+    the peer drops an older value (it kept serving it for good).
     """
     ops: list[Op] = []
     for key in keys:
@@ -145,6 +155,10 @@ def export(store: Store, keys: Iterable[str]) -> list[Op]:
         tombstone = store.tombstone(key)
         if tombstone is not None:
             ops.append(RemoveOp(key, tombstone))
+            continue
+        memo = store.memo(key)
+        if memo is not None:
+            ops.append(EvictedOp(key, memo[1], memo[0]))
     return ops
 
 

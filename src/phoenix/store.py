@@ -340,6 +340,7 @@ class Store:
         self.flush_version = version
         survivors = [e for e in self._entries.items() if e[1].version > version]
         tombstones = [t for t in self._tombstones.items() if t[1] > version]
+        memos = [(k, v, self._evicted_until.get(k, NO_EXPIRY)) for k, v in self._evicted.items()]
         self._policy.clear()  # and so self._entries
         self._tombstones.clear()
         self._tombstone_heap.clear()
@@ -359,6 +360,12 @@ class Store:
                 self._evict(victim)
         for key, tomb_version in tombstones:
             self._entomb(key, tomb_version)
+        for key, memo_version, expires_at in memos:
+            if memo_version > version:  # an eviction of a newer write
+                self._note(key)
+                self._file_in_bucket(key)
+                self._file_expiry(key, expires_at)
+                self._remember_evicted(key, memo_version, expires_at)
         return True
 
     def expire_due(self) -> int:
@@ -454,6 +461,28 @@ class Store:
     def tombstone(self, key: str) -> Version | None:
         return self._tombstones.get(key)
 
+    def memo(self, key: str) -> tuple[Version, int] | None:
+        """An evicted key's version and deadline (NO_EXPIRY: none), if remembered."""
+        version = self._evicted.get(key)
+        if version is None:
+            return None
+        return version, self._evicted_until.get(key, NO_EXPIRY)
+
+    def evicted(self, key: str, expires_at: int, version: Version) -> bool:
+        """Apply a peer's memo: a write whose value it let go. True if newer than
+        what is known here, which is then forgotten: the key is remembered as
+        an eviction of this store's own (or a tombstone, if past its deadline)."""
+        if self._stale(key, version):
+            return False
+        self._forget(key)
+        if expires_at != NO_EXPIRY and expires_at <= self._clock.now_ms():
+            self._entomb(key, version)
+            return True
+        self._file_in_bucket(key)
+        self._file_expiry(key, expires_at)
+        self._remember_evicted(key, version, expires_at)
+        return True
+
     # Internals.
 
     def _stale(self, key: str, version: Version) -> bool:
@@ -534,10 +563,14 @@ class Store:
 
     def _evict(self, entry: Entry) -> None:
         """The policy let `entry` go: keep only its version, so digests still agree."""
-        key = entry.key
-        self._evicted[key] = entry.version  # the same version: the digest stays
-        if entry.expires_at:  # still filed: it expires here when it does on the peers
-            self._evicted_until[key] = entry.expires_at
+        self._remember_evicted(entry.key, entry.version, entry.expires_at)
+
+    def _remember_evicted(self, key: str, version: Version, expires_at: int) -> None:
+        """Remember `key` at `version` with no value (filed in its bucket and its
+        expiry second already): it expires here when it does on the peers."""
+        self._evicted[key] = version  # the same version: the digest stays
+        if expires_at:
+            self._evicted_until[key] = expires_at
         if len(self._evicted) > EVICTION_MEMO_SIZE:
             old_key = next(iter(self._evicted))
             self._note(old_key)
