@@ -9,7 +9,7 @@ import pytest
 import trio
 
 from cluster_harness import Cluster, cluster, contents, settle, url
-from phoenix import replication
+from phoenix import recovery, replication
 from phoenix.clock import LOGICAL_BITS
 from phoenix.peers import PeerState
 
@@ -421,6 +421,30 @@ async def test_full_outbox_falls_back_to_catch_up(autojump_clock: trio.abc.Clock
         harness.network.cut.clear()
         await settle(5)
         assert len(assert_converged(harness)) == 20
+
+
+async def test_a_node_pulls_large_values_in_answers_of_bounded_size(
+    autojump_clock: trio.abc.Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One reconcile answer carried every write of 256 buckets: with large
+    # values, gigabytes held at once on both nodes.
+    monkeypatch.setattr(recovery, "ANSWER_BYTES", 300_000, raising=False)
+    async with cluster(["n1", "n2"], max_value_size=100_000) as harness:
+        await settle(2)
+        harness.network.partition("n2")
+        await settle(5)
+        for i in range(20):
+            harness.nodes["n1"].set(f"big{i}", bytes([i]) * 100_000, "t", 0)
+        # Only n2's catch-up may move them, by pulling (n1's would send them).
+        harness.network.refuse = lambda source, target, path: (
+            path.endswith("/reconcile") and (source == "n1")
+        )
+        harness.network.requests.clear()
+        harness.network.heal("n2")
+        await settle(10)
+        assert len(assert_converged(harness)) == 20
+        pulls = [r for r in harness.network.requests if r[2].endswith("/reconcile")]
+        assert len(pulls) >= 7  # 3 values of 133 KB (base64) per answer cut at 300 KB
 
 
 async def test_an_outbox_full_of_bytes_falls_back_to_catch_up(

@@ -65,5 +65,6 @@ def register_internal_routes(app: QuartTrio, node: Node) -> None:
         if not isinstance(body, dict):
             raise InvalidRequest("body must be an object with 'buckets'")
         buckets = recovery.parse_buckets(body.get("buckets"))
-        ops, wanted = recovery.reconcile(node.store, buckets)
-        return json_response({"ops": [encode(op) for op in ops], "wanted": wanted})
+        ops, wanted, truncated = recovery.reconcile(node.store, buckets)
+        answer = {"ops": [encode(op) for op in ops], "wanted": wanted, "truncated": truncated}
+        return json_response(answer)

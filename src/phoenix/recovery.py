@@ -31,6 +31,7 @@ from phoenix.ops import (
     SetOp,
     batches,
     decode,
+    encoded_size,
 )
 from phoenix.peer_client import PeerClient
 from phoenix.store import BUCKET_COUNT, NO_VERSION, Store
@@ -45,6 +46,9 @@ GROUP_COUNT = BUCKET_COUNT // GROUP_SIZE
 GROUPS_PER_CALL = 64
 # Buckets listed in one reconcile call.
 BUCKETS_PER_CALL = 256
+# The writes of one reconcile answer are cut at about this many bytes (one
+# may be larger): 256 buckets of large values made answers of gigabytes.
+ANSWER_BYTES = 4 * 1024 * 1024
 # A catch-up that takes longer than this logs its progress, at most once per
 # this many seconds.
 PROGRESS_INTERVAL = 2.0
@@ -123,8 +127,11 @@ def bucket_digests(store: Store, groups: Iterable[int]) -> dict[str, str]:
     }
 
 
-def reconcile(store: Store, theirs: dict[int, dict[str, Version]]) -> tuple[list[Op], list[str]]:
-    """For the listed buckets: the writes the peer lacks, and the keys we want."""
+def reconcile(
+    store: Store, theirs: dict[int, dict[str, Version]]
+) -> tuple[list[Op], list[str], bool]:
+    """For the listed buckets: the writes the peer lacks, the keys we want, and
+    whether the writes were cut at about ANSWER_BYTES (the peer asks again)."""
     for_them: list[str] = []
     wanted: list[str] = []
     for bucket, their_versions in theirs.items():
@@ -137,7 +144,14 @@ def reconcile(store: Store, theirs: dict[int, dict[str, Version]]) -> tuple[list
             my_version = mine.get(key)
             if my_version is None or their_version > my_version:
                 wanted.append(key)
-    return export(store, for_them), wanted
+    ops: list[Op] = []
+    size = 0
+    for op in export(store, for_them):
+        if size >= ANSWER_BYTES:
+            return ops, wanted, True
+        ops.append(op)
+        size += encoded_size(op)
+    return ops, wanted, False
 
 
 def export(store: Store, keys: Iterable[str]) -> list[Op]:
@@ -208,24 +222,35 @@ async def catch_up(
     to_send = _settle_flushes(store, apply, theirs)
     differing = await _differing_buckets(store, client, url, theirs.get("groups"))
     report.differing_buckets = progress.total_buckets = len(differing)
-    wanted: list[str] = []
-    for start in range(0, len(differing), BUCKETS_PER_CALL):
+    wanted: dict[str, None] = {}  # in order, once each
+    start = 0
+    listing = None
+    while start < len(differing):
         progress.update(report, start, moved())
-        listing = {
-            str(bucket): [[key, v[0], v[1]] for key, v in store.bucket_versions(bucket).items()]
-            for bucket in differing[start : start + BUCKETS_PER_CALL]
-        }
+        asked, listing = (
+            listing,
+            {
+                str(bucket): [[key, v[0], v[1]] for key, v in store.bucket_versions(bucket).items()]
+                for bucket in differing[start : start + BUCKETS_PER_CALL]
+            },
+        )
+        if listing == asked:  # a cut answer changed nothing: the next round tries again
+            start += BUCKETS_PER_CALL
+            continue
         answer = await client.reconcile(url, listing)
         try:
             ops = [decode(item) for item in answer["ops"]]
-            wanted.extend(str(key) for key in answer["wanted"])
+            wanted.update(dict.fromkeys(str(key) for key in answer["wanted"]))
         except (KeyError, TypeError, InvalidRequest) as error:
             raise PeerCallFailed(f"{url}: malformed reconcile answer: {error}") from None
         for op in ops:
             apply(op)
         report.received += len(ops)
+        if answer.get("truncated") is not True:  # else the same buckets again, for the rest
+            start += BUCKETS_PER_CALL
+            listing = None
     to_send.extend(export(store, wanted))
-    for batch in batches(to_send):  # bounded as pushes are: 500 ops of 1 MiB were refused (413)
+    for batch in batches(to_send):  # bounded as pushes are
         progress.update(report, len(differing), moved())
         await client.apply(url, batch)
         report.sent += len(batch)
