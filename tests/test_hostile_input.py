@@ -376,9 +376,12 @@ async def test_a_kept_alive_connection_the_client_closes_is_closed_at_once(
 async def test_a_slow_but_steady_http2_reader_gets_its_whole_answer(
     tmp_path: Path, free_port: int
 ) -> None:
+    # It reads one of its two streams and leaves the other waiting: the
+    # connection makes progress, so neither stream's wait closes it.
     size = 400_000
     async with node_holding_big(tmp_path, free_port, size, {"write_timeout": 1}):
-        stream, connection = await open_http2(free_port, 16_384, ["/get?key=big"])
+        paths = ["/get?key=big", "/get?key=big"]
+        stream, connection = await open_http2(free_port, 16_384, paths)
         body = bytearray()
         started = trio.current_time()
         async with stream:
@@ -388,15 +391,34 @@ async def test_a_slow_but_steady_http2_reader_gets_its_whole_answer(
                     data = await stream.receive_some(65536)
                     assert data, f"cut off after {len(body)} bytes"
                     for event in connection.receive_data(data):
-                        if isinstance(event, h2.events.DataReceived):
+                        if isinstance(event, h2.events.DataReceived) and event.stream_id == 1:
                             body += event.data
                             # 16 KiB every 0.1 s: the answer takes longer than write_timeout.
                             await trio.sleep(0.1)
                             connection.acknowledge_received_data(event.flow_controlled_length, 1)
-                        ended = ended or isinstance(event, h2.events.StreamEnded)
+                        if isinstance(event, h2.events.StreamEnded):
+                            ended = ended or event.stream_id == 1
                     await stream.send_all(connection.data_to_send())
         assert bytes(body) == b"v" * size
         assert trio.current_time() - started > 2
+
+
+async def test_a_client_that_half_closes_after_its_request_gets_its_whole_answer(
+    tmp_path: Path, free_port: int
+) -> None:
+    # As `printf 'GET ...' | nc` does. Closing at the client's end of
+    # stream (once the keep-alive timer no longer did it) cut such answers.
+    size = 1_000_000
+    async with node_holding_big(tmp_path, free_port, size, {"write_timeout": 2}):
+        for _ in range(5):
+            async with await ask_for_big(free_port, 65536) as stream:
+                await stream.send_eof()
+                answer = bytearray()
+                with trio.fail_after(10):
+                    while data := await stream.receive_some(65536):
+                        answer += data
+                assert answer.startswith(b"HTTP/1.1 200")
+                assert answer.endswith(b"\r\n\r\n" + b"v" * size)
 
 
 async def test_a_websocket_upgrade_is_refused_without_an_error_in_the_log(

@@ -249,3 +249,16 @@ def test_hits_count_reads_only() -> None:
     store.get("k")
     store.get("missing")
     assert (store.stats.hits, store.stats.misses, store.stats.sets) == (1, 1, 5)
+
+
+def test_a_key_that_expires_again_and_again_holds_one_tombstone_and_little_else() -> None:
+    # An expired write leaves a tombstone; writing the key again dropped it
+    # but left its place in the purge heap: one more per expiry, for the grace.
+    clock = FakeClock()
+    store = make_store(clock=clock)
+    for _ in range(5000):
+        store.set("lock", b"held", "t", clock.now + 500, ((clock.now << LOGICAL_BITS), "n1"))
+        clock.advance(1)
+        store.expire_due()
+    assert store.tombstone_count == 1
+    assert len(store._tombstone_heap) <= 1024 + 2

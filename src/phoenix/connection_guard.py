@@ -113,19 +113,20 @@ def guard_connections() -> None:
     guarded: Any = guarded_run
     guarded.guarded = True
 
-    async def read_then_close(self: TCPServer) -> None:
+    async def read_then_end(self: TCPServer) -> None:
         await read_data(self)
-        # The client has gone, or the connection is being closed. hypercorn
-        # left the socket of a connection at rest (kept alive, or HTTP/2 with
-        # its streams ended) to the keep-alive timer: CLOSE-WAIT for up to
-        # keep_alive_timeout, descriptor, task and all.
+        # The client has gone (or half-closed), or the connection is being
+        # closed. hypercorn left a connection at rest (kept alive, or HTTP/2
+        # with its streams ended) to the keep-alive timer: CLOSE-WAIT for up
+        # to keep_alive_timeout, descriptor, task and all. Without the timer,
+        # the socket is closed once the answers in progress have ended (a
+        # client that half-closed after its request still gets its answer).
         _read_ended.add(self)
         await self.idle_task.stop()
-        await self._close()
 
     TCPServer.run = guarded  # type: ignore[method-assign]
     TCPServer.protocol_send = guarded_send  # type: ignore[method-assign]
-    TCPServer._read_data = read_then_close  # type: ignore[method-assign]
+    TCPServer._read_data = read_then_end  # type: ignore[method-assign]
     TaskGroup.spawn_app = _spawn_app_dropping_parts_left(TaskGroup.spawn_app)  # type: ignore[method-assign]
     _bound_http2_streams()
 
@@ -228,10 +229,10 @@ def _spawn_app_dropping_parts_left(spawn_app: Callable[..., Any]) -> Callable[..
 
 # The HTTP/2 stream events whose send waits for the client's flow-control window.
 _WINDOWED = (Body, Data, EndBody, EndData, Trailers)
-# The streams whose app waits for the window, each with its wait and write_timeout.
-_stream_waits: weakref.WeakKeyDictionary[StreamBuffer, tuple[trio.CancelScope, float]] = (
-    weakref.WeakKeyDictionary()
-)
+# Per HTTP/2 connection, the waits of its streams' apps for the client's
+# window; data of any of its streams going out puts all their deadlines off.
+_waits: weakref.WeakKeyDictionary[H2Protocol, set[trio.CancelScope]] = weakref.WeakKeyDictionary()
+_connection_of: weakref.WeakKeyDictionary[StreamBuffer, H2Protocol] = weakref.WeakKeyDictionary()
 
 
 def _bound_http2_streams() -> None:
@@ -243,9 +244,11 @@ def _bound_http2_streams() -> None:
     (and its max_conns_per_ip slot) for as long as it kept the connection,
     and then for good, as the connection's close did not end those waits,
     so the connection was never closed either (CLOSE-WAIT, descriptor and
-    all). Now the close ends them, and a stream whose data makes no progress
-    for write_timeout closes the connection, as an HTTP/1 client that takes
-    nothing is cut off.
+    all). Now the close ends them, and a connection none of whose streams'
+    data makes progress for write_timeout is closed, as an HTTP/1 client
+    that takes nothing is cut off. (Progress is the connection's, not each
+    stream's: a client may read its streams one after another, or leave one
+    waiting while it reads the others.)
     """
     handle: Callable[[H2Protocol, Event], Awaitable[None]] = H2Protocol.handle
     stream_send: Callable[[H2Protocol, Any], Awaitable[None]] = H2Protocol.stream_send
@@ -263,21 +266,26 @@ def _bound_http2_streams() -> None:
         if timeout is None or buffer is None:
             await stream_send(self, event)
             return
+        _connection_of[buffer] = self
+        waits = _waits.setdefault(self, set())
         with trio.CancelScope(deadline=trio.current_time() + timeout) as waiting:
-            _stream_waits[buffer] = (waiting, timeout)
+            waits.add(waiting)
             try:
                 await stream_send(self, event)
             finally:
-                del _stream_waits[buffer]
+                waits.discard(waiting)
         if waiting.cancelled_caught:
-            log.debug("closing an HTTP/2 connection: a stream's answer made no progress")
+            log.debug("closing an HTTP/2 connection: no answer of it made progress")
             await self.send(Closed())
 
     async def pop_noting_progress(self: StreamBuffer, max_length: int) -> bytes:
         data = await pop(self, max_length)
-        if data and self in _stream_waits:
-            waiting, timeout = _stream_waits[self]
-            waiting.deadline = trio.current_time() + timeout
+        connection = _connection_of.get(self) if data else None
+        if connection is not None and _waits.get(connection):
+            timeout: float = getattr(connection.config, "write_timeout")  # noqa: B009 (GuardedConfig)
+            deadline = trio.current_time() + timeout
+            for waiting in _waits[connection]:
+                waiting.deadline = deadline
         return data
 
     H2Protocol.handle = handle_ending_waits  # type: ignore[method-assign]

@@ -115,10 +115,11 @@ class Outbox:
         """Throw away everything queued (the peer will be caught up instead)."""
         while True:
             try:
-                self._receive.receive_nowait()
+                item = self._receive.receive_nowait()
             except trio.WouldBlock:
-                self.bytes = 0
                 return
+            # Not bytes = 0: a batch handed to the replicator already is taken off when it returns.
+            self.bytes -= item.size
 
     async def next_batch(self) -> list[Queued]:
         """Wait for at least one write, then take what is queued, up to the bounds."""

@@ -523,7 +523,13 @@ class Store:
         self._note(key)
         self._tombstones[key] = version
         self._file_in_bucket(key)
-        heapq.heappush(self._tombstone_heap, (version[0], key))
+        heap = self._tombstone_heap
+        heapq.heappush(heap, (version[0], key))
+        # A key written again leaves its old entry in the heap (purging skips
+        # it): a key that expires every second left one a second for the grace.
+        if len(heap) > 2 * len(self._tombstones) + 1024:
+            self._tombstone_heap = [(v[0], k) for k, v in self._tombstones.items()]
+            heapq.heapify(self._tombstone_heap)
 
     def _purge_tombstones(self, now: int) -> None:
         horizon = now - self.tombstone_grace_ms
