@@ -71,6 +71,19 @@ async def test_read_write_key_does_everything_and_x_api_key_works_too(keyed_app:
         assert (await client.get("/get", params={"key": "k"})).content == b"v"
 
 
+async def test_client_keys_without_a_cluster_key_close_the_peer_routes() -> None:
+    # They were open to anyone: /internal/reconcile handed over every value
+    # without a key, and /internal/apply took any write, flushes included.
+    app = create_app(Node(Config(num_counters=1000, read_write_keys=(WRITER,)), clock=FakeClock()))
+    everything = {"buckets": {str(bucket): [] for bucket in range(16384)}}
+    flush = {"ops": [{"op": "flush", "version": [(FakeClock().now + 1) << 16, "stranger"]}]}
+    for headers in ({}, {"Authorization": f"Bearer {WRITER}"}):
+        async with client_of(app, **headers) as client:
+            assert (await client.post("/internal/reconcile", json=everything)).status_code == 401
+            assert (await client.post("/internal/apply", json=flush)).status_code == 401
+            assert (await client.get("/internal/ping")).status_code == 401
+
+
 async def test_client_keys_do_not_open_the_peer_routes(keyed_app: ASGIApp) -> None:
     async with client_of(keyed_app, Authorization=f"Bearer {WRITER}") as client:
         response = await client.get("/internal/digests")
@@ -208,6 +221,10 @@ def test_a_relative_key_file_is_found_from_the_config_files_folder(
         ({"certfile": "cert.pem"}, "'certfile' and 'keyfile' go together"),
         ({"certfile": "cert.pem", "keyfile": "cert.pem"}, "'certfile': no such file"),
         ({"require_client_cert": True}, "needs 'ca_certs'"),
+        (
+            {"read_write_keys": [WRITER], "peers": ["http://10.0.0.2:8080"]},
+            "'peers' needs 'cluster_key' when client keys are set",
+        ),
         # Files that are there but cannot be used: named, not ssl's "PEM lib" alone.
         ({"certfile": "config.json", "keyfile": "config.json"}, "'certfile' and 'keyfile' must"),
         ({"ca_certs": "config.json"}, "'ca_certs' must hold CA certificates"),

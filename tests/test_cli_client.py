@@ -42,6 +42,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
                 "heart_beat_interval_in_seconds": 0.5,
                 "max_retries_to_disabled_node": 2,
                 "read_write_keys": [KEY],
+                "cluster_key": "cluster-key-0123456789",
             },
         )
         nodes.wait_ready("cli", headers={"Authorization": f"Bearer {KEY}"})

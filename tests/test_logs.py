@@ -149,6 +149,10 @@ def test_serve_logs_every_line_with_the_node_id_and_never_a_key(
             for key in (READ_KEY, WRONG_KEY):
                 client.get("/get?key=k", headers={"Authorization": f"Bearer {key}"})
             client.get("/internal/ping", headers={"Authorization": f"Bearer {WRONG_KEY}"})
+        # hpack logged every HTTP/2 header it decoded at debug, keys included.
+        with httpx.Client(base_url=url, timeout=5, http1=False, http2=True) as client:
+            response = client.get("/get?key=k", headers={"Authorization": f"Bearer {READ_KEY}"})
+            assert response.http_version == "HTTP/2"
         process = nodes.processes["log-node"]
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0

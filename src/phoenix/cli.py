@@ -117,8 +117,9 @@ def run_serve(args: argparse.Namespace) -> int:
 
     logs.configure(args.log_level, args.log_format)
     # httpx logs every peer request at info (heartbeats and batches, many a
-    # second), httpcore every step of each at debug.
-    for chatty in ("httpx", "httpcore"):
+    # second), httpcore every step of each at debug; hpack and h2 every
+    # HTTP/2 header and frame at debug, API keys included.
+    for chatty in ("httpx", "httpcore", "hpack", "h2"):
         logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.root.level))
     try:
         config = Config.load(args.config or config_path())

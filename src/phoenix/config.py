@@ -133,6 +133,12 @@ class Config:
             raise ConfigError(f"{source}: keys 'certfile' and 'keyfile' go together")
         if values.get("require_client_cert") and not values.get("ca_certs"):
             raise ConfigError(f"{source}: key 'require_client_cert' needs 'ca_certs'")
+        client_keys = values.get("read_only_keys") or values.get("read_write_keys")
+        if client_keys and values.get("peers") and not values.get("cluster_key"):
+            raise ConfigError(
+                f"{source}: key 'peers' needs 'cluster_key' when client keys are set "
+                "(the peer routes take no client key: without it, no peer could replicate)"
+            )
         for key in ("certfile", "keyfile", "ca_certs"):
             if values.get(key):
                 values[key] = path = str(folder / values[key])

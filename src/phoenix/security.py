@@ -200,7 +200,9 @@ class Keys:
         """Why the request may not go on, as (status, message); None when it may."""
         if path.startswith(INTERNAL_PREFIX):
             if not self._cluster:
-                return None
+                # Open to all only where the client routes are: they would
+                # hand the whole cache (reconcile) and every write (apply) to anyone.
+                return (401, "peer routes need the cluster key") if self.required else None
             if presented is not None and _matches(presented.encode(), [self._cluster]):
                 return None
             return 401, "peer routes need the cluster key"
