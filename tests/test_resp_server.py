@@ -210,6 +210,59 @@ async def test_option_and_transaction_corners_answer_as_redis_does(server: RespS
     assert session.replies == b"".join(reply for _, reply in exchanges)
 
 
+async def test_more_corners_answer_as_redis_does(server: RespServer) -> None:
+    # Found by a differential run against redis-server 7.0, each answered otherwise before.
+    exchanges = [
+        # A container command's subcommand is checked before it is queued:
+        # the transaction is then discarded, as any refused command does.
+        (b"MULTI", b"+OK\r\n"),
+        (b"CLIENT FOO", b"-ERR unknown subcommand 'FOO'. Try CLIENT HELP.\r\n"),
+        (b"CONFIG GET", b"-ERR wrong number of arguments for 'config|get' command\r\n"),
+        (b"SET a 1", b"+QUEUED\r\n"),
+        (b"EXEC", b"-EXECABORT Transaction discarded because of previous errors.\r\n"),
+        (b"GET a", b"$-1\r\n"),
+        (b"COMMAND FOO", b"-ERR unknown subcommand 'FOO'. Try COMMAND HELP.\r\n"),
+        # EXEC refused outside a transaction too.
+        (
+            b"EXEC x",
+            b"-EXECABORT Transaction discarded because of: "
+            b"wrong number of arguments for 'exec' command\r\n",
+        ),
+        # Without keys, the only user is "default".
+        (
+            b"AUTH someone secret",
+            b"-WRONGPASS invalid username-password pair or user is disabled.\r\n",
+        ),
+        (b"AUTH default secret", b"+OK\r\n"),
+        (
+            b"HELLO 2 AUTH someone secret",
+            b"-WRONGPASS invalid username-password pair or user is disabled.\r\n",
+        ),
+        # HELLO checks its options in order.
+        (
+            b'HELLO 2 SETNAME "bad name" FOO',
+            b"-ERR Client names cannot contain spaces, newlines or special characters.\r\n",
+        ),
+        (
+            b"SELECT 99999999999",
+            b"-ERR value is out of range, value must between -2147483648 and 2147483647\r\n",
+        ),
+        # A client's bytes in an error go back raw, up to a NUL.
+        (b'EXPIRE k 10 "\\xff\\xfe"', b"-ERR Unsupported option \xff\xfe\r\n"),
+        (
+            b'FOO "a\\x00b" "\\xc3\\xa9"',
+            b"-ERR unknown command 'FOO', with args beginning with: 'a' '\xc3\xa9' \r\n",
+        ),
+    ]
+    session = await converse(server, b"".join(line + b"\r\n" for line, _ in exchanges))
+    assert session.replies == b"".join(reply for _, reply in exchanges)
+
+
+async def test_info_is_verbatim_text_in_resp3(server: RespServer) -> None:
+    session = await converse(server, b"HELLO 3\r\nINFO keyspace\r\n")
+    assert session.replies.endswith(b"=16\r\ntxt:# Keyspace\r\n\r\n")
+
+
 async def test_what_a_key_may_run_follows_the_last_auth(clock: FakeClock) -> None:
     config = Config(
         node_id="keyed", num_counters=1000, read_only_keys=[READER], read_write_keys=[WRITER]

@@ -243,8 +243,8 @@ def _parse_array(
             if position >= len(buffer):
                 raise _Incomplete
             if buffer[position] != ord("$"):
-                got = chr(buffer[position])
-                raise _Broken(f"expected '$', got '{got if got.isprintable() else '?'}'")
+                got = bytes(buffer[position : position + 1]).decode("utf-8", "surrogateescape")
+                raise _Broken(f"expected '$', got '{got}'")  # the raw byte, as Redis sends it
             line, position = _line(
                 buffer, position + 1, limits.max_inline_length, "too big bulk count string"
             )
@@ -355,8 +355,16 @@ def split_arguments(line: bytes | bytearray) -> list[bytes] | None:
 
 
 def _one_line(text: str) -> bytes:
-    """Simple strings and errors may not hold CR or LF: Redis turns them into spaces."""
-    return text.replace("\r", " ").replace("\n", " ").encode("utf-8", "replace")
+    """Simple strings and errors may not hold CR or LF: Redis turns them into spaces.
+
+    A client's bytes quoted in an error (decoded with surrogateescape) go
+    back as they came, as in Redis.
+    """
+    line = text.replace("\r", " ").replace("\n", " ")
+    try:
+        return line.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate of another origin
+        return line.encode("utf-8", "replace")
 
 
 def simple(text: str) -> bytes:
@@ -383,6 +391,13 @@ def bulk(value: bytes | None, protocol: int = 2) -> bytes:
     if value is None:
         return null(protocol)
     return b"$%d\r\n%b\r\n" % (len(value), value)
+
+
+def verbatim(text: bytes, protocol: int = 2) -> bytes:
+    """Plain text: RESP3's verbatim string (``=`` with its ``txt:`` format), RESP2's bulk string."""
+    if protocol == 3:
+        return b"=%d\r\ntxt:%b\r\n" % (len(text) + 4, text)
+    return bulk(text)
 
 
 def array(items: Sequence[bytes] | None, protocol: int = 2) -> bytes:

@@ -15,7 +15,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, NoReturn
 
 import attrs
@@ -72,6 +72,9 @@ class Spec:
     twin: str = "/get"
     reads: bool = False
     needs_auth: bool = True
+    # A container command's subcommands, by lower-case name, with their
+    # arities: checked before the command runs or is queued, as in Redis.
+    subcommands: Mapping[bytes, int] | None = None
 
 
 def parse_integer(raw: bytes, message: str = NOT_INTEGER) -> int:
@@ -84,18 +87,39 @@ def parse_integer(raw: bytes, message: str = NOT_INTEGER) -> int:
     return number
 
 
+def shown(raw: bytes, limit: int | None = None) -> str:
+    """A client's argument as Redis echoes it in an error: its raw bytes (which
+    `resp.error` writes back as they came), up to a NUL, at most `limit` of them."""
+    return raw.split(b"\0", 1)[0][:limit].decode("utf-8", "surrogateescape")
+
+
 def unknown_command(command: Command) -> str:
-    name = command[0].decode("utf-8", "replace")[:128]
-    shown = ""
+    arguments = b""
     for argument in command[1:]:
-        if len(shown) >= 128:
+        if len(arguments) >= 128:
             break
-        shown += "'" + argument.decode("utf-8", "replace")[: 128 - len(shown)] + "' "
-    return f"ERR unknown command '{name}', with args beginning with: {shown}"
+        arguments += b"'" + argument.split(b"\0", 1)[0][: 128 - len(arguments)] + b"' "
+    return (
+        f"ERR unknown command '{shown(command[0], 128)}', with args beginning with: "
+        + arguments.decode("utf-8", "surrogateescape")
+    )
 
 
 def wrong_arity(name: str) -> str:
     return f"ERR wrong number of arguments for '{name}' command"
+
+
+def check_subcommand(spec: Spec, command: Command) -> None:
+    """Refuse an unknown subcommand of a container command, or one of the wrong arity."""
+    if spec.subcommands is None or len(command) < 2:
+        return
+    name = command[0].lower().decode("utf-8", "replace")
+    sub = command[1].lower()
+    arity = spec.subcommands.get(sub)
+    if arity is None:
+        refuse(f"ERR unknown subcommand '{shown(command[1])}'. Try {name.upper()} HELP.")
+    if (arity > 0 and len(command) != arity) or len(command) < -arity:
+        refuse(wrong_arity(f"{name}|{sub.decode('utf-8', 'replace')}"))
 
 
 # The commands.
@@ -124,6 +148,12 @@ def _authenticate(session: Session, password: bytes) -> None:
     session.allowed.clear()
 
 
+def _default_user_only(user: bytes) -> None:
+    """Without keys, Redis's one user is "default", which takes any password."""
+    if user != b"default":
+        refuse(WRONGPASS)
+
+
 def _auth(session: Session, command: Command) -> bytes:
     if len(command) > 3:
         refuse(SYNTAX_ERROR)
@@ -133,6 +163,7 @@ def _auth(session: Session, command: Command) -> bytes:
                 "ERR AUTH <password> called without any password configured for the "
                 "default user. Are you sure your configuration is correct?"
             )
+        _default_user_only(command[1])
         return OK
     _authenticate(session, command[-1])
     return OK
@@ -152,32 +183,34 @@ def _hello(session: Session, command: Command) -> bytes:
         if protocol not in (2, 3):
             refuse("NOPROTO unsupported protocol version")
     options = command[2:]
-    password: bytes | None = None
-    name: bytes | None = None
+    user = password = name = None
+    setname = False
     index = 0
     while index < len(options):
         option = options[index].upper()
         remaining = len(options) - index - 1
         if option == b"AUTH" and remaining >= 2:
-            password = options[index + 2]
+            user, password = options[index + 1], options[index + 2]
             index += 3
         elif option == b"SETNAME" and remaining >= 1:
-            name = options[index + 1]
+            name = _client_name(options[index + 1])  # checked in turn, as Redis does
+            setname = True
             index += 2
         else:
-            shown = options[index].decode("utf-8", "replace")
-            refuse(f"ERR Syntax error in HELLO option '{shown}'")
+            refuse(f"ERR Syntax error in HELLO option '{shown(options[index])}'")
     keys = session.server.keys
     if password is not None and keys.required:
         _authenticate(session, password)
+    elif user is not None:
+        _default_user_only(user)
     if keys.required and session.key is None:
         refuse(
             "NOAUTH HELLO must be called with the client already authenticated, otherwise "
             "the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the "
             "client and select the RESP protocol version at the same time"
         )
-    if name is not None:
-        session.name = _client_name(name)
+    if setname:
+        session.name = name
     session.protocol = protocol
     return resp.mapping(
         [
@@ -224,7 +257,10 @@ def _discard(session: Session, command: Command) -> bytes:
 
 
 def _select(session: Session, command: Command) -> bytes:
-    if parse_integer(command[1]) != 0:
+    index = parse_integer(command[1])
+    if not -(2**31) <= index < 2**31:  # Redis reads it as a C int first
+        refuse("ERR value is out of range, value must between -2147483648 and 2147483647")
+    if index != 0:
         refuse("ERR DB index is out of range")
     return OK
 
@@ -236,13 +272,7 @@ def _client_name(name: bytes) -> bytes | None:
 
 
 def _client(session: Session, command: Command) -> bytes:
-    sub = command[1].lower()
-    arity = {b"setname": 3, b"getname": 2, b"setinfo": 4, b"id": 2}.get(sub)
-    if arity is None:
-        shown = command[1].decode("utf-8", "replace")
-        refuse(f"ERR unknown subcommand '{shown}'. Try CLIENT HELP.")
-    if len(command) != arity:
-        refuse(wrong_arity(f"client|{sub.decode()}"))
+    sub = command[1].lower()  # known, of the right arity (check_subcommand)
     if sub == b"setname":
         session.name = _client_name(command[2])
         return OK
@@ -251,7 +281,7 @@ def _client(session: Session, command: Command) -> bytes:
     if sub == b"id":
         return resp.integer(session.id)
     if command[2].upper() not in (b"LIB-NAME", b"LIB-VER"):
-        refuse(f"ERR Unrecognized option '{command[2].decode('utf-8', 'replace')}'")
+        refuse(f"ERR Unrecognized option '{shown(command[2])}'")
     return OK
 
 
@@ -283,7 +313,7 @@ def _info(session: Session, command: Command) -> bytes:
         for name, text in _info_sections(session)
         if everything or name.lower().encode() in wanted
     ]
-    return resp.bulk("\r\n".join(sections).encode())
+    return resp.verbatim("\r\n".join(sections).encode(), session.protocol)
 
 
 def _info_sections(session: Session) -> list[tuple[str, str]]:
@@ -547,8 +577,8 @@ def _expire(unit: bytes, name: str) -> Callable[[Session, Command], bytes]:
         flags = {option.upper() for option in command[3:]}
         unknown = flags - {b"NX", b"XX", b"GT", b"LT"}
         if unknown:
-            shown = next(o for o in command[3:] if o.upper() in unknown).decode("utf-8", "replace")
-            refuse(f"ERR Unsupported option {shown}")
+            option = next(o for o in command[3:] if o.upper() in unknown)
+            refuse(f"ERR Unsupported option {shown(option)}")
         if b"NX" in flags and len(flags) > 1:
             refuse("ERR NX and XX, GT or LT options at the same time are not compatible")
         if {b"GT", b"LT"} <= flags:
@@ -708,11 +738,34 @@ COMMANDS: dict[bytes, Spec] = {  # by lower-case name
     b"multi": Spec(_multi, 1, "/ping"),
     b"exec": Spec(_exec, 1, "/ping"),
     b"discard": Spec(_discard, 1, "/ping"),
-    b"client": Spec(_client, -2, "/ping"),
-    b"command": Spec(_command, -1, "/ping"),
+    b"client": Spec(
+        _client,
+        -2,
+        "/ping",
+        subcommands={b"setname": 3, b"getname": 2, b"setinfo": 4, b"id": 2},
+    ),
+    b"command": Spec(
+        _command,
+        -1,
+        "/ping",
+        subcommands={
+            b"count": 2,
+            b"docs": -2,
+            b"info": -2,
+            b"list": -2,
+            b"getkeys": -3,
+            b"getkeysandflags": -3,
+            b"help": 2,
+        },
+    ),
     # Server.
     b"info": Spec(_info, -1, "/cluster"),
-    b"config": Spec(_config, -2, "/cluster"),
+    b"config": Spec(
+        _config,
+        -2,
+        "/cluster",
+        subcommands={b"get": -3, b"set": -4, b"resetstat": 2, b"rewrite": 2, b"help": 2},
+    ),
     b"dbsize": Spec(_dbsize, 1, "/list", reads=True),
     b"flushall": Spec(_flush, -1, "/flush"),
     b"flushdb": Spec(_flush, -1, "/flush"),

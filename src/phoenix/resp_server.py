@@ -50,6 +50,7 @@ from phoenix.resp_commands import (
     TRANSACTION_CONTROL,
     Refusal,
     Spec,
+    check_subcommand,
     parse_integer,
     refuse,
     unknown_command,
@@ -495,6 +496,7 @@ class Session:
             known is not None
             and self.transaction is None
             and not (known.needs_auth and self.server.keys_required)
+            and known.subcommands is None
         ):
             arity = known.arity
             if len(command) == arity or (arity < 0 and len(command) >= -arity):
@@ -502,11 +504,11 @@ class Session:
         try:
             spec = self.admit(known, command)
         except Refusal as refusal:
+            if word.lower() == b"exec":  # Redis discards a transaction whose EXEC it refuses
+                self.transaction = None
+                reason = str(refusal).removeprefix("ERR ")
+                return resp.error(f"EXECABORT Transaction discarded because of: {reason}")
             if self.transaction is not None:
-                if word.lower() == b"exec":  # Redis discards a transaction whose EXEC it refuses
-                    self.transaction = None
-                    reason = str(refusal).removeprefix("ERR ")
-                    return resp.error(f"EXECABORT Transaction discarded because of: {reason}")
                 self.transaction_failed = True
             return resp.error(str(refusal))
         if self.transaction is not None and word.lower() not in TRANSACTION_CONTROL:
@@ -521,6 +523,7 @@ class Session:
         arity = spec.arity
         if (arity > 0 and len(command) != arity) or len(command) < -arity:
             refuse(wrong_arity(command[0].lower().decode("utf-8", "replace")))
+        check_subcommand(spec, command)
         if spec.needs_auth and self.server.keys_required:
             if self.key is None:
                 refuse(NOAUTH)
