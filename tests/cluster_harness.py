@@ -48,6 +48,11 @@ class Network:
     def transport_for(self, source: str) -> httpx.AsyncBaseTransport:
         return _Link(self, source)
 
+    def catch_up_only_by(self, name: str) -> None:
+        """Refuse the other nodes' reconcile calls: only `name`'s catch-ups move data
+        (two catch-ups at once would share the work, in an order trio may vary)."""
+        self.refuse = lambda source, target, path: source != name and path.endswith("/reconcile")
+
     def partition(self, name: str) -> None:
         self.isolated.add(name)
 

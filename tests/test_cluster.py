@@ -211,10 +211,7 @@ async def test_a_returning_node_catches_up_on_values_too_large_to_send_at_once(
         await settle(5)
         for i in range(40):
             harness.nodes["n1"].set(f"big{i}", bytes([i]) * size, "t", 0)
-        # Only n1's catch-up may move them, by sending (n2's would pull them).
-        harness.network.refuse = lambda source, target, path: (
-            path.endswith("/reconcile") and (source == "n2")
-        )
+        harness.network.catch_up_only_by("n1")  # which sends them (n2's would pull them)
         harness.network.heal("n2")
         await settle(10)
         assert len(assert_converged(harness)) == 40
@@ -435,10 +432,7 @@ async def test_a_node_pulls_large_values_in_answers_of_bounded_size(
         await settle(5)
         for i in range(20):
             harness.nodes["n1"].set(f"big{i}", bytes([i]) * 100_000, "t", 0)
-        # Only n2's catch-up may move them, by pulling (n1's would send them).
-        harness.network.refuse = lambda source, target, path: (
-            path.endswith("/reconcile") and (source == "n1")
-        )
+        harness.network.catch_up_only_by("n2")  # which pulls them (n1's would send them)
         harness.network.requests.clear()
         harness.network.heal("n2")
         await settle(10)
@@ -478,10 +472,7 @@ async def test_catch_up_transfers_only_the_difference(autojump_clock: trio.abc.C
         await settle(5)
         for i in range(50):
             n1.set(f"key{i:06}", b"w" * 100, "t", 0)
-        # One catch-up moves them all: both nodes' at once would share the work.
-        harness.network.refuse = lambda source, target, path: (
-            path.endswith("/reconcile") and (source == "n2")
-        )
+        harness.network.catch_up_only_by("n1")
         harness.network.heal("n2")
         await settle(5)
         assert_converged(harness)

@@ -126,7 +126,7 @@ class Config:
                 known = ", ".join(sorted(_CHECKS))
                 raise ConfigError(f"{source}: unknown key {key!r} (known keys: {known})")
             try:
-                values[key] = check(raw) if key not in _KEY_LISTS else check(raw, folder)
+                values[key] = check(raw) if key not in _SECRET_SETTINGS else check(raw, folder)
             except (TypeError, ValueError) as error:
                 raise ConfigError(f"{source}: key {key!r}: {error}") from None
         if bool(values.get("certfile")) != bool(values.get("keyfile")):
@@ -313,7 +313,7 @@ def _resp_port(value: Any) -> int:
 
 
 # The checks that take the config file's folder too (their "file:" keys).
-_KEY_LISTS = frozenset({"read_only_keys", "read_write_keys", "cluster_key"})
+_SECRET_SETTINGS = frozenset({"read_only_keys", "read_write_keys", "cluster_key"})
 
 _CHECKS: dict[str, Callable[..., Any]] = {
     "port": _port,

@@ -32,11 +32,12 @@ Nor may a connection be held forever:
   left are now dropped;
 - over HTTP/2, an answer waits for the client's flow-control window with
   no bound, and a close did not end that wait: a window of 0 held the
-  streams' tasks, and the connection, for good. Now a stream that makes no
-  progress for write_timeout closes the connection, and a close ends the
-  waits (`_bound_http2_streams`);
+  streams' tasks, and the connection, for good. Now a connection none of
+  whose answers makes progress for write_timeout is closed, and a close
+  ends the waits (`_bound_http2_streams`);
 - a connection at rest whose client closed it was closed only by the
-  keep-alive timer (CLOSE-WAIT meanwhile); now as soon as its reader ends.
+  keep-alive timer (CLOSE-WAIT meanwhile); now once the client's end has
+  been read and the answers in progress have ended.
 
 Nor an answer cut short: after a connection's last allowed request
 (max_requests_per_conn), hypercorn closed it when the next request's bytes

@@ -224,16 +224,10 @@ async def catch_up(
     report.differing_buckets = progress.total_buckets = len(differing)
     wanted: dict[str, None] = {}  # in order, once each
     start = 0
-    listing = None
+    listing: dict[str, list[list[Any]]] | None = None
     while start < len(differing):
         progress.update(report, start, moved())
-        asked, listing = (
-            listing,
-            {
-                str(bucket): [[key, v[0], v[1]] for key, v in store.bucket_versions(bucket).items()]
-                for bucket in differing[start : start + BUCKETS_PER_CALL]
-            },
-        )
+        asked, listing = listing, _listing(store, differing[start : start + BUCKETS_PER_CALL])
         if listing == asked:  # a cut answer changed nothing: the next round tries again
             start += BUCKETS_PER_CALL
             continue
@@ -257,6 +251,14 @@ async def catch_up(
     report.bytes = moved()
     report.seconds = trio.current_time() - progress.started
     return report
+
+
+def _listing(store: Store, buckets: list[int]) -> dict[str, list[list[Any]]]:
+    """What a reconcile call sends: every (key, version) known in each bucket."""
+    return {
+        str(bucket): [[key, v[0], v[1]] for key, v in store.bucket_versions(bucket).items()]
+        for bucket in buckets
+    }
 
 
 def _settle_flushes(
