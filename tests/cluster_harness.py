@@ -98,10 +98,10 @@ class Cluster:
             transport=self.network.apps[name], base_url=url(name), timeout=None
         )
 
-    async def start(self, name: str) -> Node:
-        """Start (or restart, empty) the node called `name`."""
+    async def start(self, name: str, **overrides: Any) -> Node:
+        """Start (or restart, empty) the node called `name`, with some settings of its own."""
         names = self.config["names"]
-        settings = {k: v for k, v in self.config.items() if k != "names"}
+        settings = {k: v for k, v in self.config.items() if k != "names"} | overrides
         config = Config(peers=tuple(url(n) for n in names), node_id=name, **settings)
         node = Node(config, clock=TrioWallClock(), transport=self.network.transport_for(name))
         self.network.apps[name] = httpx.ASGITransport(app=create_app(node))

@@ -8,10 +8,12 @@ import logging
 import pytest
 import trio
 
+import phoenix.store
 from cluster_harness import Cluster, cluster, contents, settle, url
 from phoenix import recovery, replication
 from phoenix.clock import LOGICAL_BITS
 from phoenix.peers import PeerState
+from phoenix.store import bucket_of
 
 NAMES = ["n1", "n2", "n3"]
 
@@ -439,6 +441,89 @@ async def test_a_node_pulls_large_values_in_answers_of_bounded_size(
         assert len(assert_converged(harness)) == 20
         pulls = [r for r in harness.network.requests if r[2].endswith("/reconcile")]
         assert len(pulls) >= 7  # 3 values of 133 KB (base64) per answer cut at 300 KB
+
+
+async def test_a_catch_up_sends_its_newer_flush_before_it_asks_for_writes(
+    autojump_clock: trio.abc.Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # n1 flushed while its outbox to n2 overflowed. Sent only after the
+    # exchange, the flush let n2 answer with writes it removes, which n1
+    # refused as stale; a client write to those buckets in between made n1
+    # ask again, for good.
+    monkeypatch.setattr(recovery, "ANSWER_BYTES", 20_000)
+    async with cluster(["n1", "n2"], outbox_size=50) as harness:
+        await settle(2)
+        n1, n2 = harness.nodes["n1"], harness.nodes["n2"]
+        for i in range(2000):
+            n1.set(f"k{i}", b"v" * 50, "t", 0)
+        await settle(3)
+        first = min(bucket_of(f"k{i}") for i in range(2000))
+        hot = next(f"h{i}" for i in range(10**6) if bucket_of(f"h{i}") == first)
+        pushes_blocked = True
+        asks = 0
+
+        def refuse(source: str, target: str, path: str) -> bool:
+            nonlocal asks
+            if source == "n1" and path.endswith("/apply"):
+                return pushes_blocked
+            if source == "n1" and path.endswith("/reconcile"):
+                asks += 1
+                n1.set(hot, b"%d" % asks, "t", 0)  # a client write during each call
+                return asks > 1000
+            return source == "n2" and path.endswith("/reconcile")  # only n1 catches up
+
+        harness.network.refuse = refuse
+        n1.flush()
+        for i in range(100):  # past the outbox: the flush goes with it
+            n1.set(f"later{i}", b"x", "t", 0)
+        await settle(2)
+        pushes_blocked = False
+        await settle(20)
+        assert n2.store.flush_version == n1.store.flush_version
+        assert asks < 50
+
+
+async def test_a_restarted_node_that_can_hold_nothing_still_becomes_ready(
+    autojump_clock: trio.abc.Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What it cannot hold it remembers as evicted, and past the memo's size
+    # it forgot them and was sent them again: asking again after each cut
+    # answer, its start-up catch-up never ended.
+    monkeypatch.setattr(phoenix.store, "EVICTION_MEMO_SIZE", 50)
+    monkeypatch.setattr(recovery, "ANSWER_BYTES", 2000)
+    monkeypatch.setattr(recovery, "BUCKETS_PER_CALL", 16384)
+    async with cluster(["n1", "n2"]) as harness:
+        await settle(2)
+        for i in range(300):
+            harness.nodes["n1"].set(f"k{i}", b"v" * 50, "t", 0)
+        await settle(2)
+        harness.kill("n2")
+        await settle(5)
+        n2 = await harness.start("n2", max_cost=1000)
+        await settle(5)
+        assert n2.ready
+
+
+async def test_a_restarted_node_gets_from_a_third_node_what_its_first_peer_evicted(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # Sent to a node that knew nothing of them, the evicting node's memos
+    # matched the third node's versions: the values were never fetched.
+    async with cluster(NAMES) as harness:
+        await settle(2)
+        harness.kill("n1")
+        n1 = await harness.start("n1", max_cost=40_000)  # holds about 70 of the 200
+        await settle(5)
+        n3 = harness.nodes["n3"]
+        for i in range(200):
+            n3.set(f"key{i:04}", b"v" * 200, "t", 0)
+        await settle(3)
+        assert n1.store.evictions + n1.store.rejections > 50
+        harness.kill("n2")  # it will sync from n1 first, its first ready peer
+        await settle(5)
+        n2 = await harness.start("n2")
+        await settle(30)
+        assert contents(n2) == contents(n3)
 
 
 async def test_an_outbox_full_of_bytes_falls_back_to_catch_up(

@@ -65,6 +65,7 @@ def register_internal_routes(app: QuartTrio, node: Node) -> None:
         if not isinstance(body, dict):
             raise InvalidRequest("body must be an object with 'buckets'")
         buckets = recovery.parse_buckets(body.get("buckets"))
-        ops, wanted, truncated = recovery.reconcile(node.store, buckets)
-        answer = {"ops": [encode(op) for op in ops], "wanted": wanted, "truncated": truncated}
+        ops, wanted, lacking, truncated = recovery.reconcile(node.store, buckets)
+        ops_json = [encode(op) for op in ops]
+        answer = {"ops": ops_json, "wanted": wanted, "lacking": lacking, "truncated": truncated}
         return json_response(answer)

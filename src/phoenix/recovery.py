@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from typing import Any
 
 import attrs
@@ -49,6 +49,9 @@ BUCKETS_PER_CALL = 256
 # The writes of one reconcile answer are cut at about this many bytes (one
 # may be larger): 256 buckets of large values made answers of gigabytes.
 ANSWER_BYTES = 4 * 1024 * 1024
+# How often the same buckets are asked for again after cut answers, at most
+# (64 answers: about 256 MiB); what is left waits for the next round.
+ASKS_PER_CALL = 64
 # A catch-up that takes longer than this logs its progress, at most once per
 # this many seconds.
 PROGRESS_INTERVAL = 2.0
@@ -129,36 +132,45 @@ def bucket_digests(store: Store, groups: Iterable[int]) -> dict[str, str]:
 
 def reconcile(
     store: Store, theirs: dict[int, dict[str, Version]]
-) -> tuple[list[Op], list[str], bool]:
-    """For the listed buckets: the writes the peer lacks, the keys we want, and
-    whether the writes were cut at about ANSWER_BYTES (the peer asks again)."""
+) -> tuple[list[Op], list[str], list[str], bool]:
+    """For the listed buckets: the writes the peer lacks (cut at about
+    ANSWER_BYTES), the keys we want, those of them we know nothing of, and
+    whether the writes were cut (the peer may ask again)."""
     for_them: list[str] = []
+    known_to_them: set[str] = set()
     wanted: list[str] = []
+    lacking: list[str] = []
     for bucket, their_versions in theirs.items():
         mine = store.bucket_versions(bucket)
         for key, version in mine.items():
             their_version = their_versions.get(key)
             if their_version is None or version > their_version:
                 for_them.append(key)
+                if their_version is not None:
+                    known_to_them.add(key)
         for key, their_version in their_versions.items():
             my_version = mine.get(key)
+            if my_version is None:
+                lacking.append(key)
             if my_version is None or their_version > my_version:
                 wanted.append(key)
     ops: list[Op] = []
     size = 0
-    for op in export(store, for_them):
+    for op in export(store, for_them, memos_for=known_to_them):
         if size >= ANSWER_BYTES:
-            return ops, wanted, True
+            return ops, wanted, lacking, True
         ops.append(op)
         size += encoded_size(op)
-    return ops, wanted, False
+    return ops, wanted, lacking, False
 
 
-def export(store: Store, keys: Iterable[str]) -> list[Op]:
+def export(store: Store, keys: Iterable[str], memos_for: Container[str] = ()) -> list[Op]:
     """The current write for each key: its entry, its tombstone, or its memo.
 
-    An evicted key has no value here to send; its memo still goes, so that
-    the peer drops an older value (it kept serving it for good).
+    An evicted key has no value here to send. Its memo goes only to a peer
+    that holds an older write of the key (`memos_for`), which it then drops
+    (it kept serving that for good); a peer that knows nothing of the key
+    may get the value from another node still.
     """
     ops: list[Op] = []
     for key in keys:
@@ -170,7 +182,7 @@ def export(store: Store, keys: Iterable[str]) -> list[Op]:
         if tombstone is not None:
             ops.append(RemoveOp(key, tombstone))
             continue
-        memo = store.memo(key)
+        memo = store.memo(key) if key in memos_for else None
         if memo is not None:
             ops.append(EvictedOp(key, memo[1], memo[0]))
     return ops
@@ -219,38 +231,46 @@ async def catch_up(
         return client.bytes_sent + client.bytes_received - bytes_before
 
     theirs = await client.digests(url)
-    to_send = _settle_flushes(store, apply, theirs)
+    # Our newer flush and patterns first: until the peer has them, it would
+    # send writes they remove, which we refuse as stale.
+    for batch in batches(_settle_flushes(store, apply, theirs)):
+        await client.apply(url, batch)
+        report.sent += len(batch)
     differing = await _differing_buckets(store, client, url, theirs.get("groups"))
     report.differing_buckets = progress.total_buckets = len(differing)
     wanted: dict[str, None] = {}  # in order, once each
-    start = 0
-    listing: dict[str, list[list[Any]]] | None = None
-    while start < len(differing):
-        progress.update(report, start, moved())
-        asked, listing = listing, _listing(store, differing[start : start + BUCKETS_PER_CALL])
-        if listing == asked:  # a cut answer changed nothing: the next round tries again
-            start += BUCKETS_PER_CALL
-            continue
-        answer = await client.reconcile(url, listing)
-        try:
-            ops = [decode(item) for item in answer["ops"]]
-            wanted.update(dict.fromkeys(str(key) for key in answer["wanted"]))
-        except (KeyError, TypeError, InvalidRequest) as error:
-            raise PeerCallFailed(f"{url}: malformed reconcile answer: {error}") from None
-        for op in ops:
-            apply(op)
-        report.received += len(ops)
-        if answer.get("truncated") is not True:  # else the same buckets again, for the rest
-            start += BUCKETS_PER_CALL
-            listing = None
-    to_send.extend(export(store, wanted))
-    for batch in batches(to_send):  # bounded as pushes are
+    lacking: set[str] = set()
+    for start in range(0, len(differing), BUCKETS_PER_CALL):
+        buckets = differing[start : start + BUCKETS_PER_CALL]
+        for _ in range(ASKS_PER_CALL):
+            progress.update(report, start, moved())
+            answer = await client.reconcile(url, _listing(store, buckets))
+            try:
+                ops = [decode(item) for item in answer["ops"]]
+                wanted.update(dict.fromkeys(str(key) for key in answer["wanted"]))
+                lacking.update(str(key) for key in answer.get("lacking", ()))
+            except (KeyError, TypeError, InvalidRequest) as error:
+                raise PeerCallFailed(f"{url}: malformed reconcile answer: {error}") from None
+            for op in ops:
+                apply(op)
+            report.received += len(ops)
+            # A cut answer: ask again for the rest, unless nothing it held
+            # took (it would come again; the next round tries).
+            if answer.get("truncated") is not True or not any(_took(store, op) for op in ops):
+                break
+    for batch in batches(export(store, wanted, memos_for=wanted.keys() - lacking)):
         progress.update(report, len(differing), moved())
         await client.apply(url, batch)
         report.sent += len(batch)
     report.bytes = moved()
     report.seconds = trio.current_time() - progress.started
     return report
+
+
+def _took(store: Store, op: Op) -> bool:
+    """Whether a write received is now what the store knows of its key."""
+    key = getattr(op, "key", None)
+    return key is not None and store.known_version(key) == op.version
 
 
 def _listing(store: Store, buckets: list[int]) -> dict[str, list[list[Any]]]:
