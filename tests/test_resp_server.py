@@ -258,6 +258,17 @@ async def test_more_corners_answer_as_redis_does(server: RespServer) -> None:
     assert session.replies == b"".join(reply for _, reply in exchanges)
 
 
+async def test_the_help_an_unknown_subcommand_points_to_is_there(server: RespServer) -> None:
+    session = await converse(server, b"CLIENT FOO\r\nCLIENT HELP\r\nCONFIG HELP\r\n")
+    assert session.replies == (
+        b"-ERR unknown subcommand 'FOO'. Try CLIENT HELP.\r\n"
+        b"*6\r\n+CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands here are:\r\n"
+        b"+SETNAME\r\n+GETNAME\r\n+SETINFO\r\n+ID\r\n+HELP\r\n"
+        b"*3\r\n+CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands here are:\r\n"
+        b"+GET\r\n+HELP\r\n"
+    )
+
+
 async def test_info_is_verbatim_text_in_resp3(server: RespServer) -> None:
     session = await converse(server, b"HELLO 3\r\nINFO keyspace\r\n")
     assert session.replies.endswith(b"=16\r\ntxt:# Keyspace\r\n\r\n")

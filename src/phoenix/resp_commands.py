@@ -271,8 +271,17 @@ def _client_name(name: bytes) -> bytes | None:
     return name or None
 
 
+def _help(command: Command, working: str) -> bytes:
+    """CLIENT HELP and the like: the subcommands that work here, as Redis lists its own."""
+    name = command[0].upper().decode()
+    lines = [f"{name} <subcommand> [<arg> [value] [opt] ...]. Subcommands here are:"]
+    return resp.array([resp.simple(line) for line in [*lines, *working.split()]])
+
+
 def _client(session: Session, command: Command) -> bytes:
     sub = command[1].lower()  # known, of the right arity (check_subcommand)
+    if sub == b"help":
+        return _help(command, "SETNAME GETNAME SETINFO ID HELP")
     if sub == b"setname":
         session.name = _client_name(command[2])
         return OK
@@ -287,6 +296,8 @@ def _client(session: Session, command: Command) -> bytes:
 
 def _command(session: Session, command: Command) -> bytes:
     sub = command[1].upper() if len(command) > 1 else b""
+    if sub == b"HELP":
+        return _help(command, "COUNT DOCS INFO LIST HELP")
     if sub == b"COUNT":
         return resp.integer(len(COMMANDS))
     # COMMAND, COMMAND DOCS, COMMAND INFO ...: no documentation to give;
@@ -297,6 +308,8 @@ def _command(session: Session, command: Command) -> bytes:
 
 
 def _config(session: Session, command: Command) -> bytes:
+    if command[1].upper() == b"HELP":
+        return _help(command, "GET HELP")
     if command[1].upper() == b"GET" and len(command) == 3:
         # No Redis configuration parameters here: an empty match, as Redis
         # answers for a pattern that matches nothing (redis-benchmark asks);
@@ -742,7 +755,7 @@ COMMANDS: dict[bytes, Spec] = {  # by lower-case name
         _client,
         -2,
         "/ping",
-        subcommands={b"setname": 3, b"getname": 2, b"setinfo": 4, b"id": 2},
+        subcommands={b"setname": 3, b"getname": 2, b"setinfo": 4, b"id": 2, b"help": 2},
     ),
     b"command": Spec(
         _command,
