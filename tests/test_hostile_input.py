@@ -16,7 +16,7 @@ import h2.settings
 import httpx
 import trio
 
-from test_serve_process import phoenix_command, serving, stderr_of, write_config
+from test_serve_process import hypercorn_command, phoenix_command, serving, stderr_of, write_config
 
 SEED = 20261125
 
@@ -221,6 +221,32 @@ async def test_a_client_that_takes_nothing_of_its_answer_is_cut_off_after_write_
                         received += len(data)
             assert 0 < received < size
         assert (await http.get("/ping")).status_code == 200
+
+
+async def test_under_hypercorn_s_own_cli_too_a_client_that_takes_nothing_is_cut_off(
+    tmp_path: Path, free_port: int
+) -> None:
+    # hypercorn's CLI builds its own config, which carried no write_timeout.
+    size = 16 * 1024 * 1024
+    settings = {"write_timeout": 1, "max_value_size": size, "max_cost": 4 * size}
+    config = write_config(tmp_path, {"port": "127.0.0.1:1", **settings})
+    env = {**os.environ, "PHOENIX_CONFIG": str(config)}
+    command = hypercorn_command(
+        "--worker-class", "trio", "phoenix.app:app", "--bind", f"127.0.0.1:{free_port}"
+    )
+    async with (
+        serving(command, free_port, tmp_path, env=env),
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{free_port}", timeout=5) as http,
+    ):
+        await http.post("/set", params={"key": "big", "ttl": 0}, content=b"v" * size)
+        async with await ask_for_big(free_port, 4096) as stream:
+            await trio.sleep(3)  # taking nothing for three times write_timeout
+            received = 0
+            with trio.fail_after(10):
+                with contextlib.suppress(trio.BrokenResourceError):
+                    while data := await stream.receive_some(1024 * 1024):
+                        received += len(data)
+            assert 0 < received < size
 
 
 async def test_a_client_that_reads_slowly_but_steadily_gets_its_whole_answer(

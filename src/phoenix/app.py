@@ -17,7 +17,7 @@ from quart_trio import QuartTrio
 
 from phoenix.api import register_routes
 from phoenix.config import Config
-from phoenix.connection_guard import guard_connections
+from phoenix.connection_guard import bound_writes_by, guard_connections
 from phoenix.errors import ConfigError
 from phoenix.hot_routes import HotRoutes
 from phoenix.internal_api import register_internal_routes
@@ -108,10 +108,12 @@ class _AppFromEnvironment:
         if self._app is None:
             guard_connections()  # first called at start-up, before any connection
             try:
-                self._app = create_app(Node(Config.load(config_path())), run_node=True)
+                config = Config.load(config_path())
+                self._app = create_app(Node(config), run_node=True)
             except ConfigError as error:
                 await _refuse(scope, receive, send, str(error))
                 return
+            bound_writes_by(config.write_timeout)  # hypercorn's config carries none
         await self._app(scope, receive, send)
 
 

@@ -82,6 +82,22 @@ class GuardedConfig(HypercornConfig):
     write_timeout: float | None = None
 
 
+# The write_timeout of a server whose config is hypercorn's own (its CLI
+# builds it): the app that hypercorn imports sets it when it loads the node's.
+_cli_write_timeout: float | None = None
+
+
+def bound_writes_by(write_timeout: float) -> None:
+    """Bound the writes of servers whose hypercorn config carries no write_timeout."""
+    global _cli_write_timeout
+    _cli_write_timeout = write_timeout
+
+
+def _write_timeout(config: HypercornConfig) -> float | None:
+    timeout: float | None = getattr(config, "write_timeout", _cli_write_timeout)
+    return timeout
+
+
 def guard_connections() -> None:
     """Wrap hypercorn's per-connection task and its sends (once; later calls do nothing)."""
     if getattr(TCPServer.run, "guarded", False):
@@ -101,7 +117,7 @@ def guard_connections() -> None:
         if isinstance(event, Updated) and self in _read_ended:
             return  # no keep-alive timer for a connection being closed
         try:
-            timeout = getattr(self.config, "write_timeout", None)
+            timeout = _write_timeout(self.config)
             if isinstance(event, RawData) and timeout is not None:
                 await _send_bounded(self, event.data, timeout)
                 return
@@ -262,7 +278,7 @@ def _bound_http2_streams() -> None:
                 await buffer.close()
 
     async def stream_send_bounded(self: H2Protocol, event: Any) -> None:
-        timeout: float | None = getattr(self.config, "write_timeout", None)
+        timeout = _write_timeout(self.config)
         buffer = self.stream_buffers.get(event.stream_id) if isinstance(event, _WINDOWED) else None
         if timeout is None or buffer is None:
             await stream_send(self, event)
@@ -282,8 +298,8 @@ def _bound_http2_streams() -> None:
     async def pop_noting_progress(self: StreamBuffer, max_length: int) -> bytes:
         data = await pop(self, max_length)
         connection = _connection_of.get(self) if data else None
-        if connection is not None and _waits.get(connection):
-            timeout: float = getattr(connection.config, "write_timeout")  # noqa: B009 (GuardedConfig)
+        timeout = _write_timeout(connection.config) if connection is not None else None
+        if connection is not None and timeout is not None and _waits.get(connection):
             deadline = trio.current_time() + timeout
             for waiting in _waits[connection]:
                 waiting.deadline = deadline
