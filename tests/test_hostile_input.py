@@ -504,6 +504,30 @@ async def test_a_pipelining_client_gets_every_answer_up_to_max_requests_per_conn
                     assert answers.endswith(b"v" * 200_000)
 
 
+async def test_requests_sent_past_max_requests_per_conn_do_not_cut_the_last_answer(
+    tmp_path: Path, free_port: int
+) -> None:
+    # Closed with those requests unread, the socket was reset, and the end of
+    # the last answer still on its way was lost: 9 to 14 KB of 1 MB, every time.
+    size = 1_000_000
+    async with node_holding_big(tmp_path, free_port, size, {"max_requests_per_conn": 2}):
+        request = b"GET /get?key=big HTTP/1.1\r\nHost: n\r\n\r\n"
+        for _ in range(5):
+            async with await ask_for_big(free_port, 65536) as stream:
+                await stream.send_all(request)  # the last one allowed
+                answers = bytearray()
+                sent_after = 0
+                with trio.fail_after(20):
+                    while data := await stream.receive_some(8192):
+                        answers += data
+                        # Two more requests, each in a segment of its own, while reading.
+                        if sent_after < 2 and len(answers) > size * (1.2 + sent_after / 10):
+                            await stream.send_all(request)
+                            sent_after += 1
+            assert answers.count(b"HTTP/1.1 200") == 2
+            assert answers.endswith(b"\r\n\r\n" + b"v" * size)
+
+
 async def test_a_get_with_a_long_body_and_a_long_answer_ends_and_frees_its_slot(
     tmp_path: Path, free_port: int
 ) -> None:

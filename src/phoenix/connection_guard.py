@@ -43,7 +43,8 @@ Nor an answer cut short: after a connection's last allowed request
 (max_requests_per_conn), hypercorn closed it when the next request's bytes
 came in while that request's answer was being written, and a client that
 pipelines lost the answer (up to 8 times in 10). The close now waits for
-the answer to end.
+the answer to end, and lingers: with requests the client sent later still
+unread, closing at once reset the connection and lost the answer's end.
 """
 
 from __future__ import annotations
@@ -74,6 +75,8 @@ WRITE_PIECE = 64 * 1024
 _answers_awaited: dict[TCPServer, float] = {}
 # The connections whose reader has ended: closing, whatever their streams still do.
 _read_ended: weakref.WeakSet[TCPServer] = weakref.WeakSet()
+# The connections being closed, each with the event of its close's end.
+_closing: weakref.WeakKeyDictionary[TCPServer, trio.Event] = weakref.WeakKeyDictionary()
 
 
 class GuardedConfig(HypercornConfig):
@@ -105,6 +108,7 @@ def guard_connections() -> None:
     run: Callable[[TCPServer], Awaitable[None]] = TCPServer.run
     protocol_send: Callable[[TCPServer, Event], Awaitable[None]] = TCPServer.protocol_send
     read_data: Callable[[TCPServer], Awaitable[None]] = TCPServer._read_data
+    close: Callable[[TCPServer], Awaitable[None]] = TCPServer._close
 
     async def guarded_run(self: TCPServer) -> None:
         try:
@@ -141,9 +145,39 @@ def guard_connections() -> None:
         _read_ended.add(self)
         await self.idle_task.stop()
 
+    async def close_lingering(self: TCPServer) -> None:
+        # hypercorn closed at once, and with a client's later requests unread
+        # the kernel reset the connection: the end of the answer still on
+        # its way was lost (9 to 14 KB of 1 MB, every time, for a client
+        # that sent two requests past max_requests_per_conn while reading).
+        # So, as web servers do, the node first ends its side and reads until
+        # the client ends its own, for write_timeout at most.
+        timeout = _write_timeout(self.config)
+        if timeout is None or not isinstance(self.stream, trio.SocketStream):
+            await close(self)
+            return
+        closed = _closing.get(self)
+        if closed is not None:  # the reader and an answer's end may both close
+            await closed.wait()
+            return
+        closed = _closing[self] = trio.Event()
+        try:
+            with contextlib.suppress(
+                trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError
+            ):
+                async with self.send_lock:  # after the piece of an answer being sent
+                    await self.stream.send_eof()
+                with trio.move_on_after(timeout):
+                    while await self.stream.receive_some(WRITE_PIECE):
+                        pass
+            await close(self)
+        finally:
+            closed.set()
+
     TCPServer.run = guarded  # type: ignore[method-assign]
     TCPServer.protocol_send = guarded_send  # type: ignore[method-assign]
     TCPServer._read_data = read_then_end  # type: ignore[method-assign]
+    TCPServer._close = close_lingering  # type: ignore[method-assign]
     TaskGroup.spawn_app = _spawn_app_dropping_parts_left(TaskGroup.spawn_app)  # type: ignore[method-assign]
     _bound_http2_streams()
 
