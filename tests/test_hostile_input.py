@@ -206,20 +206,25 @@ async def ask_for_big(port: int, receive_buffer: int) -> trio.SocketStream:
     return stream
 
 
+async def assert_cut_off_when_taking_nothing(port: int, size: int) -> None:
+    """Ask for "big" (`size` bytes), take nothing for 3 s, then find the answer cut short."""
+    async with await ask_for_big(port, 4096) as stream:
+        await trio.sleep(3)  # taking nothing for three times write_timeout
+        received = 0
+        with trio.fail_after(10):
+            with contextlib.suppress(trio.BrokenResourceError):
+                while data := await stream.receive_some(1024 * 1024):
+                    received += len(data)
+        assert 0 < received < size
+
+
 async def test_a_client_that_takes_nothing_of_its_answer_is_cut_off_after_write_timeout(
     tmp_path: Path, free_port: int
 ) -> None:
     # hypercorn's send has no bound: such a client held its connection forever.
     size = 16 * 1024 * 1024  # more than the kernel's buffers on both sides take
     async with node_holding_big(tmp_path, free_port, size, {"write_timeout": 1}) as http:
-        async with await ask_for_big(free_port, 4096) as stream:
-            await trio.sleep(3)  # taking nothing for three times write_timeout
-            received = 0
-            with trio.fail_after(10):
-                with contextlib.suppress(trio.BrokenResourceError):
-                    while data := await stream.receive_some(1024 * 1024):
-                        received += len(data)
-            assert 0 < received < size
+        await assert_cut_off_when_taking_nothing(free_port, size)
         assert (await http.get("/ping")).status_code == 200
 
 
@@ -239,14 +244,7 @@ async def test_under_hypercorn_s_own_cli_too_a_client_that_takes_nothing_is_cut_
         httpx.AsyncClient(base_url=f"http://127.0.0.1:{free_port}", timeout=5) as http,
     ):
         await http.post("/set", params={"key": "big", "ttl": 0}, content=b"v" * size)
-        async with await ask_for_big(free_port, 4096) as stream:
-            await trio.sleep(3)  # taking nothing for three times write_timeout
-            received = 0
-            with trio.fail_after(10):
-                with contextlib.suppress(trio.BrokenResourceError):
-                    while data := await stream.receive_some(1024 * 1024):
-                        received += len(data)
-            assert 0 < received < size
+        await assert_cut_off_when_taking_nothing(free_port, size)
 
 
 async def test_a_client_that_reads_slowly_but_steadily_gets_its_whole_answer(
