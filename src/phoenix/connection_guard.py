@@ -151,7 +151,10 @@ def guard_connections() -> None:
         # its way was lost (9 to 14 KB of 1 MB, every time, for a client
         # that sent two requests past max_requests_per_conn while reading).
         # So, as web servers do, the node first ends its side and reads until
-        # the client ends its own, for write_timeout at most.
+        # the client ends its own, for write_timeout at most (nginx's
+        # lingering_timeout is 5 s too). Only a close that hypercorn's reader
+        # makes lingers: when an answer's end closes, the reader is still
+        # reading (BusyResourceError), and the close is at once, as before.
         timeout = _write_timeout(self.config)
         if timeout is None or not isinstance(self.stream, trio.SocketStream):
             await close(self)
