@@ -22,6 +22,7 @@ from phoenix.errors import (
     KeyNotFound,
     TooLarge,
     UnsupportedType,
+    header_text,
     utf8,
 )
 from phoenix.node import MAX_TTL_SECONDS, Node
@@ -216,12 +217,6 @@ def batch_items(node: Node, body: Any) -> list[tuple[str, bytes, str]]:
     if len(body) > limit:
         raise TooLarge(f"at most {limit} keys per request (max_keys_per_request)")
     return [(key, *_value_from_json(key, value)) for key, value in body.items()]
-
-
-def header_text(content_type: str) -> bool:
-    """Whether a content type may be stored: printable ASCII, as it is sent
-    back in a header (/set and /setKeys alike)."""
-    return content_type.isascii() and content_type.isprintable()
 
 
 def _value_from_json(key: str, value: Any) -> tuple[bytes, str]:

@@ -41,9 +41,8 @@ from phoenix.client import (
     PhoenixClient,
     PhoenixClientError,
     RequestRejected,
-    header_text,
 )
-from phoenix.errors import ConfigError
+from phoenix.errors import ConfigError, header_text
 
 # The server's modules (the node, the app, hypercorn) are imported where
 # `serve` needs them: without them a client command starts in half the time.

@@ -39,7 +39,6 @@ import base64
 import fnmatch
 import json
 import os
-import re
 import reprlib
 import ssl
 import time
@@ -59,6 +58,7 @@ from phoenix.errors import (
     RequestRejected,
     Unavailable,
     WriteNotAcknowledged,
+    header_text,
 )
 
 __all__ = [
@@ -613,14 +613,6 @@ def _check_urls(urls: str | Sequence[str]) -> tuple[str, ...]:
     if len(set(checked)) != len(checked):
         raise ValueError(f"a node URL is listed twice: {listed}")
     return tuple(checked)
-
-
-def header_text(text: str) -> bool:
-    """Whether `text` may be sent as a header value by the client: printable ASCII."""
-    return _HEADER_TEXT.fullmatch(text) is not None
-
-
-_HEADER_TEXT = re.compile("[ -~]*")
 
 
 @attrs.frozen

@@ -20,6 +20,10 @@ import attrs
 
 from phoenix.errors import ConfigError
 
+# write_timeout bounds each piece this long of an answer, not the whole:
+# a client that reads slowly but steadily is not cut off (HTTP and RESP).
+WRITE_PIECE = 64 * 1024
+
 
 @attrs.frozen
 class Config:

@@ -66,10 +66,10 @@ from hypercorn.trio.task_group import TaskGroup
 from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.typing import AppWrapper
 
+from phoenix.config import WRITE_PIECE
+
 log = logging.getLogger("phoenix.http")
 
-# The bytes of an answer that a client must take within write_timeout.
-WRITE_PIECE = 64 * 1024
 # The connections whose reader waits for an answer to end, each with when
 # a piece of that answer was last taken (`_send_bounded` notes it for these only).
 _answers_awaited: dict[TCPServer, float] = {}

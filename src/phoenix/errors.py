@@ -138,6 +138,12 @@ class WriteNotAcknowledged(PhoenixClientError):
         super().__init__(message)
 
 
+def header_text(text: str) -> bool:
+    """Whether `text` may go in a header (a content type, an API key): printable
+    ASCII. The client checks what it sends, the node what it will send back."""
+    return text.isascii() and text.isprintable()
+
+
 def utf8(text: str, message: str) -> bytes:
     """`text` as UTF-8; InvalidRequest(`message`) when it holds a lone
     surrogate, which JSON can carry ("\\ud800") and UTF-8 cannot."""

@@ -33,7 +33,6 @@ from phoenix.api_rules import (
     check_json_type,
     dumps,
     found_entries,
-    header_text,
     lookup,
     parse_json,
     parse_query,
@@ -44,7 +43,7 @@ from phoenix.api_rules import (
     write_answer,
     write_concern,
 )
-from phoenix.errors import BodyTimeout, InvalidRequest, RequestError, TooLarge
+from phoenix.errors import BodyTimeout, InvalidRequest, RequestError, TooLarge, header_text
 from phoenix.internal_api import apply_batch
 from phoenix.limits import ASGIApp, Message, Receive, Scope, Send
 from phoenix.node import Node

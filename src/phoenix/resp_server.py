@@ -38,7 +38,7 @@ from typing import TypeVar
 import trio
 
 from phoenix import resp
-from phoenix.config import Config
+from phoenix.config import WRITE_PIECE, Config
 from phoenix.errors import NotReady, RequestError
 from phoenix.node import MAX_TTL_SECONDS, Node
 from phoenix.resp import Command, Limits
@@ -76,8 +76,6 @@ MIN_PENDING = 64 * 1024 * 1024
 # Replies held in memory at once: once a batch of a pipeline's replies is
 # this long, it is sent before the next commands run (one reply may be longer).
 REPLY_BATCH = 1024 * 1024
-# A client must take each piece this long of the replies within write_timeout.
-WRITE_PIECE = 64 * 1024
 
 
 class RespServer:
