@@ -572,6 +572,25 @@ async def test_removeallkeys_without_pattern_is_400(client: httpx.AsyncClient) -
     assert_error(await client.delete("/removeallkeys?key="), 400)
 
 
+async def test_removeallkeys_pattern_past_four_key_lengths_is_413_and_removes_nothing(
+    client: httpx.AsyncClient, node: Node
+) -> None:
+    # As KEYS and SCAN MATCH refuse it over RESP: compiling a long pattern
+    # stalled the node (a 64 KB one, which HTTP/2 carries, for 0.3 s), the
+    # regex cache kept about 20 times its size, and the store remembered it
+    # for the tombstone grace.
+    await put(client, "k", "v")
+    longest = "*" * (4 * node.config.max_key_length)
+    assert (await client.delete("/removeallkeys", params={"key": longest})).json() == ["k"]
+    await put(client, "k", "v")
+    message = assert_error(
+        await client.delete("/removeallkeys", params={"key": longest + "*"}), 413
+    )
+    assert "4 x max_key_length" in message
+    assert (await client.get("/get", params={"key": "k"})).content == b"v"
+    assert set(node.store.pattern_removals) == {longest}
+
+
 # /ping, unknown paths and methods
 
 
