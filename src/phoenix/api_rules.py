@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
 import trio
 
+from phoenix.config import Config
 from phoenix.errors import (
     KEY_NOT_FOUND,
     InvalidRequest,
@@ -26,6 +28,7 @@ from phoenix.errors import (
     utf8,
 )
 from phoenix.node import MAX_TTL_SECONDS, Node
+from phoenix.ops import MAX_BATCH_OPS
 from phoenix.replication import Acks
 from phoenix.store import DEFAULT_CONTENT_TYPE, Entry
 
@@ -157,6 +160,38 @@ def parse_json(data: bytes, error: str) -> Any:
         return json.loads(data)
     except (ValueError, UnicodeDecodeError, RecursionError):  # nested too deep: not ours
         raise InvalidRequest(error) from None
+
+
+# A JSON body longer than this is checked for how many values it holds
+# before it is parsed (`check_json_values`); a shorter one costs little to
+# parse, whatever it holds.
+SMALL_JSON_BODY = 64 * 1024
+# A JSON string, escapes and all, taken possessively, and an unterminated one
+# to the end: one pass over the body, whatever it holds.
+_JSON_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"?', re.DOTALL)
+
+
+def max_json_values(config: Config) -> int:
+    """How many values the body of a hot route may hold: a /setKeys item
+    takes up to 8 (its key, and a value object of three fields), an op of a
+    peer's batch (at most MAX_BATCH_OPS of them) up to 16."""
+    return 8 * config.max_keys_per_request + 16 * MAX_BATCH_OPS
+
+
+def check_json_values(data: bytes, limit: int) -> None:
+    """TooLarge unless the JSON text `data` holds at most about `limit` values.
+
+    json.loads makes an object of every value, up to 21 bytes of memory per
+    byte of body (`[{},{},...]`): a body of 61 MB, the default bound of
+    /getKeys, took 1.4 GB and 4 s to parse. Every value but the first
+    follows one of `,:[{` outside a string, so these bound the values.
+    """
+    if _separators(data) > limit and _separators(_JSON_STRING.sub(b"", data)) > limit:
+        raise TooLarge(f"body holds more than {limit} JSON values")
+
+
+def _separators(data: bytes) -> int:
+    return data.count(b",") + data.count(b":") + data.count(b"[") + data.count(b"{")
 
 
 def lookup(node: Node, query_string: bytes) -> Entry:

@@ -28,12 +28,15 @@ from phoenix.api_rules import (
     HTTP_MESSAGES,
     JSON,
     SET_KEYS_BODY_ERROR,
+    SMALL_JSON_BODY,
     Answer,
     batch_items,
     check_json_type,
+    check_json_values,
     dumps,
     found_entries,
     lookup,
+    max_json_values,
     parse_json,
     parse_query,
     required,
@@ -89,6 +92,7 @@ class HotRoutes:
         self.app = app
         self.node = node
         self.max_body = max_body
+        self.max_json_values = max_json_values(node.config)
         self.read_timeout = node.config.read_timeout
         self.write_timeout = node.config.write_timeout
 
@@ -168,13 +172,15 @@ class HotRoutes:
 
     async def _json_body(self, scope: Scope, receive: Receive, started: float, error: str) -> Any:
         """The body parsed as JSON: 415 if declared as another type, 413 past
-        `max_body`, InvalidRequest(`error`) when it is not JSON."""
+        `max_body` or `max_json_values`, InvalidRequest(`error`) when it is not JSON."""
         content_type, length = _body_headers(scope)
         check_json_type(content_type or "")
         too_large = TooLarge(HTTP_MESSAGES[413])
         if length is not None and length > self.max_body:
             raise too_large
         body = await self._body(scope, receive, length, started, self.max_body, too_large)
+        if len(body) > SMALL_JSON_BODY:
+            check_json_values(body, self.max_json_values)
         return parse_json(body, error)
 
     async def _body(
