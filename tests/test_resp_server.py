@@ -451,6 +451,36 @@ async def test_the_whitelist_refuses_other_addresses(node: Node, tmp_path: Path)
     assert refused.replies == b"-ERR 192.168.1.1 is not in the whitelist\r\n"
 
 
+async def test_connections_of_an_address_the_whitelist_drops_are_closed(
+    node: Node, tmp_path: Path
+) -> None:
+    # HTTP checks the whitelist on every request; a RESP connection, idle or
+    # not, kept being served after its address was taken off the list.
+    path = tmp_path / "whitelist.json"
+    path.write_text('{"allowed_nodes": ["127.0.0.1"]}')
+    config = attrs.evolve(node.config, port="127.0.0.1:8080", resp_port=free_ports(1)[0])
+    server = RespServer(Node(config), WhitelistFile(path))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.serve)
+        streams = [await trio.open_tcp_stream("127.0.0.1", config.resp_port) for _ in range(2)]
+        for stream in streams:
+            await stream.send_all(b"PING\r\n")
+            assert await stream.receive_some() == b"+PONG\r\n"
+        # One at rest in the reactor, one in its own task waiting for the end of a frame.
+        await streams[1].send_all(b"*1\r\n$4\r\nPI")
+        assert server.reactor is not None
+        while server.reactor.serving != 1:
+            await trio.sleep(0.01)
+        path.write_text('{"allowed_nodes": ["10.0.0.0/8"]}')
+        server.reload_whitelist()  # as the listener does every second
+        for stream in streams:
+            with trio.fail_after(5):
+                assert await stream.receive_some() == b""
+            await stream.aclose()
+        assert server.connected_clients == 0
+        nursery.cancel_scope.cancel()
+
+
 async def test_an_incomplete_frame_is_closed_after_read_timeout(
     node: Node, autojump_clock: trio.abc.Clock
 ) -> None:

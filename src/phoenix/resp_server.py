@@ -76,6 +76,8 @@ MIN_PENDING = 64 * 1024 * 1024
 # Replies held in memory at once: once a batch of a pipeline's replies is
 # this long, it is sent before the next commands run (one reply may be longer).
 REPLY_BATCH = 1024 * 1024
+# Seconds between two checks of the whitelist file, as for HTTP.
+WHITELIST_INTERVAL = 1.0
 
 
 class RespServer:
@@ -96,6 +98,8 @@ class RespServer:
             max_pending=UNAUTHENTICATED_PENDING,
         )
         self.clients: Counter[str] = Counter()
+        # Each open connection's cancel scope, with its source address.
+        self.connections: dict[trio.CancelScope, str] = {}
         self.started_at = time.monotonic()
         self.connections_received = 0
         self.rejected_connections = 0
@@ -124,7 +128,7 @@ class RespServer:
         try:
             async with trio.open_nursery() as nursery:
                 if self.whitelist is not None:
-                    nursery.start_soon(self.whitelist.watch)
+                    nursery.start_soon(self._watch_whitelist)
                 if self.tls is None:
                     self.reactor = await nursery.start(Reactor(RECEIVE_SIZE).run)
                 listeners: list[trio.SocketListener] = await nursery.start(
@@ -138,6 +142,23 @@ class RespServer:
                 task_status.started(self.addresses)
         finally:
             self.reactor = None
+
+    async def _watch_whitelist(self) -> None:
+        while True:
+            await trio.sleep(WHITELIST_INTERVAL)
+            self.reload_whitelist()
+
+    def reload_whitelist(self) -> None:
+        """Reload the whitelist if its file changed, and close the connections
+        of the addresses it no longer allows: HTTP checks the list on every
+        request, and a RESP connection, kept open while idle as in Redis,
+        was served for good."""
+        if self.whitelist is None or not self.whitelist.reload_if_changed():
+            return
+        allows = self.whitelist.current.allows
+        for connection, address in self.connections.items():
+            if not allows(address):
+                connection.cancel()
 
     async def handle_connection(self, stream: trio.SocketStream) -> None:
         """One accepted connection (over TLS when the node has a certificate).
@@ -177,18 +198,22 @@ class RespServer:
             self.clients[address] += 1
             self._next_client_id += 1
             session = Session(self, self._next_client_id, address)
+            connection = trio.CancelScope()  # cancelled when the whitelist drops the address
+            self.connections[connection] = address
             try:
-                if isinstance(stream, trio.SSLStream) and not await _handshake(
-                    stream, config.read_timeout
-                ):
-                    return
-                if isinstance(stream, trio.SocketStream):
-                    await _run_on_socket(session, stream, self.reactor)
-                else:
-                    await session.run(stream)
+                with connection:
+                    if isinstance(stream, trio.SSLStream) and not await _handshake(
+                        stream, config.read_timeout
+                    ):
+                        return
+                    if isinstance(stream, trio.SocketStream):
+                        await _run_on_socket(session, stream, self.reactor)
+                    else:
+                        await session.run(stream)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
             finally:
+                del self.connections[connection]
                 self.clients[address] -= 1
                 if not self.clients[address]:
                     del self.clients[address]
