@@ -16,6 +16,7 @@ import trio
 import trio.testing
 
 from conftest import layer
+from phoenix import hot_routes
 from phoenix.limits import ASGIApp, InFlightCap, Message, Receive, Scope, Send, ShieldLastSend
 from phoenix.node import Node
 from test_api import assert_error, put
@@ -82,14 +83,13 @@ async def test_client_gone_before_the_body_is_in_gets_no_answer_and_nothing_is_s
 
 async def test_unexpected_failure_is_a_logged_json_500(
     client: httpx.AsyncClient,
-    node: Node,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    def broken_get(key: str) -> None:
+    def broken_lookup(node: Node, query_string: bytes) -> None:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(node, "get", broken_get)
+    monkeypatch.setattr(hot_routes, "lookup", broken_lookup)
     with caplog.at_level(logging.ERROR, logger="phoenix.api"):
         response = await client.get("/get", params={"key": "k"})
     assert "internal error" in assert_error(response, 500)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import random
 from collections import OrderedDict
-from typing import Any
 
 import pytest
 from hypothesis import settings
@@ -77,14 +76,11 @@ def lru_hit_ratio(capacity: int, stream: list[str]) -> float:
 
 
 @pytest.mark.parametrize("argument", ["max_cost", "num_counters", "buffer_items"])
-@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "10"])
-def test_constructor_names_the_argument_that_is_not_a_positive_int(
-    argument: str, bad: object
-) -> None:
-    arguments: dict[str, object] = {"max_cost": 100, "num_counters": 100, "buffer_items": 4}
-    arguments[argument] = bad
+@pytest.mark.parametrize("bad", [0, -1])
+def test_constructor_names_the_argument_that_is_not_positive(argument: str, bad: int) -> None:
+    arguments = {"max_cost": 100, "num_counters": 100, "buffer_items": 4, argument: bad}
     with pytest.raises(ValueError, match=argument):
-        Policy(**arguments)  # type: ignore[arg-type]
+        Policy(**arguments)
 
 
 @pytest.mark.parametrize("fraction", [-0.1, 1.0, 2.0])
@@ -533,17 +529,26 @@ def test_halve_halves_every_counter() -> None:
 # -- the adaptive window ------------------------------------------------------------------
 
 
-def sliding_stream(length: int, live: int, new_every: int, seed: int) -> list[Any]:
+class StableKey(str):
+    """A key (a number) whose hash is the same in every process, as an int's is."""
+
+    __slots__ = ()
+
+    def __hash__(self) -> int:
+        return int(self)
+
+
+def sliding_stream(length: int, live: int, new_every: int, seed: int) -> list[str]:
     """Each step reads one of the `live` newest keys; a new key arrives every `new_every` steps.
 
-    The keys are ints, whose hash is the same in every process: with str keys
-    (hashed with a per-process salt) the climber stayed at its floor for
+    The keys hash the same in every process (StableKey): with str's hash
+    (salted per process) the climber stayed at its floor for
     PYTHONHASHSEED 142 of 0 to 215, and gained less than 0.25 for a few
     others. It leaves the floor only when a sample's hit ratio drops by more
     than the noise, since its first step (out of the window) moves nothing.
     """
     rng = random.Random(seed)
-    return [max(0, t // new_every - rng.randrange(live)) for t in range(length)]
+    return [StableKey(max(0, t // new_every - rng.randrange(live))) for t in range(length)]
 
 
 def test_window_grows_when_recency_pays() -> None:

@@ -283,7 +283,8 @@ async def _send_rest(sock: socket.socket, rest: memoryview, timeout: float) -> b
         if waiting.cancelled_caught:
             return False
         with contextlib.suppress(BlockingIOError):  # woken for nothing
-            rest = rest[sock.send(rest) :]
+            sent = sock.send(rest)  # not in the slice: compiled, it would run twice
+            rest = rest[sent:]
     return True
 
 

@@ -23,7 +23,7 @@ class Node:
 
     __slots__ = ("cost", "hits", "key", "next", "prev", "segment")
 
-    def __init__(self, key: str, cost: int) -> None:
+    def __init__(self, key: str, cost: int, *, sentinel: bool = False) -> None:
         self.key = key
         self.cost = cost
         # Reads since the policy last looked at this node: the store bumps it
@@ -33,16 +33,14 @@ class Node:
         # Out of any segment, a node points at UNLINKED, never at itself: a
         # self-reference is a cycle, and a node dropped with one would wait
         # for the garbage collector's full passes instead of going at once.
-        self.prev: Node = UNLINKED
-        self.next: Node = UNLINKED
+        # Only a sentinel (a segment's head, UNLINKED) is linked to itself.
+        self.prev: Node = self if sentinel else UNLINKED
+        self.next: Node = self if sentinel else UNLINKED
 
-    @classmethod
-    def sentinel(cls) -> Node:
+    @staticmethod
+    def sentinel() -> Node:
         """A node linked to itself: a segment's head, or UNLINKED."""
-        node = cls.__new__(cls)
-        node.key, node.cost, node.hits, node.segment = "", 0, 0, None
-        node.prev = node.next = node
-        return node
+        return Node("", 0, sentinel=True)
 
 
 UNLINKED = Node.sentinel()
