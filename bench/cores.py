@@ -47,6 +47,6 @@ def note() -> str:
         return "Not pinned to cores: the load generator may compete with a server for one. "
     others = "the other core" if len(CORES.load) == 1 else f"the other {len(CORES.load)} cores"
     return (
-        f"Both servers are pinned to core {CORES.server} and the load generator to "
+        f"The servers are pinned to core {CORES.server} and the load generator to "
         f"{others} (sched_setaffinity). "
     )

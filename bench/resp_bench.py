@@ -4,9 +4,11 @@
     python bench/resp_bench.py --smoke         # tiny sizes, seconds
     python bench/resp_bench.py --json          # the figures as JSON instead of Markdown
 
-Starts `phoenix serve` with `resp_port` set and `redis-server --save '' --appendonly no`,
-both on free 127.0.0.1 ports and pinned to one core (redis-benchmark to the others, as
-bench/cores.py places them), fills the same keyspace in both, then runs
+Starts `phoenix serve` with `resp_port` set, twice: as installed here, and this checkout
+built with PHOENIX_COMPILE=1 (the compiled build, docs/operations.md; not in --smoke), and
+`redis-server --save '' --appendonly no`, all on free 127.0.0.1 ports and pinned to one
+core (redis-benchmark to the others, as bench/cores.py places them), fills the same
+keyspace in each, then runs
 `redis-benchmark -t get,set -d 100 -r KEYSPACE -q --csv` against each in three modes
 (1 client; 50 clients; 50 clients with -P 16), alternating the servers, repeated.
 Then, unless --profile-seconds 0, py-spy samples `phoenix serve` under
@@ -51,8 +53,11 @@ GO_HTTP_GETS_PER_S = 82_000  # the original Go server's HTTP GETs/s (the project
 TARGET_UNPIPELINED = 0.5  # x redis-server ops/s, 50 clients
 TARGET_PIPELINED = 0.25  # x redis-server ops/s, 50 clients, -P 16
 INSTALL = "apt-get install redis-server redis-tools"
-SERVERS = ("phoenix", "redis")
-LABELS = {"phoenix": "PhoenixCache", "redis": "redis-server"}
+SERVERS = ("phoenix", "compiled", "redis")
+PHOENIX_BUILDS = ("phoenix", "compiled")
+LABELS = {"phoenix": "PhoenixCache", "compiled": "PhoenixCache, compiled", "redis": "redis-server"}
+REPO = Path(__file__).resolve().parent.parent
+BUILD_TIMEOUT = 900.0
 TESTS = ("GET", "SET")
 
 
@@ -85,10 +90,11 @@ class RespSizes:
     repeats: int
     keyspace: int
     profile_seconds: float
+    compiled: bool  # also build and measure the compiled build
 
 
-FULL = RespSizes("full", 20_000, 200_000, 3, 10_000, 10.0)
-SMOKE = RespSizes("smoke", 1_000, 4_000, 1, 1_000, 0.0)
+FULL = RespSizes("full", 20_000, 200_000, 3, 10_000, 10.0, True)
+SMOKE = RespSizes("smoke", 1_000, 4_000, 1, 1_000, 0.0, False)
 
 
 @attrs.frozen
@@ -118,6 +124,8 @@ class Profile:
 class RespResults:
     sizes: RespSizes
     skipped: str = ""  # why the benchmark did not run
+    compiled_skipped: str = ""  # why the compiled build was not measured
+    builds: dict[str, str] = attrs.field(factory=dict)  # server -> INFO's phoenix_build
     versions: dict[str, str] = attrs.field(factory=dict)
     runs: list[RunResult] = attrs.field(factory=list)
     commands: dict[str, str] = attrs.field(factory=dict)  # mode -> redis-benchmark command
@@ -229,12 +237,14 @@ def wait_for_resp(process: subprocess.Popen[bytes], port: int, name: str, log: P
 
 
 @contextmanager
-def started(command: list[str], port: int, name: str, folder: Path) -> Iterator[int]:
+def started(
+    command: list[str], port: int, name: str, folder: Path, env: dict[str, str] | None = None
+) -> Iterator[int]:
     """Run `command` until the block ends; yield its pid once PING answers on `port`."""
     log = folder / f"{name}.stderr.log"
     with log.open("wb") as stderr:
         process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr, cwd=folder
+            command, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr, cwd=folder, env=env
         )
     try:
         wait_for_resp(process, port, name, log)
@@ -249,13 +259,32 @@ def started(command: list[str], port: int, name: str, folder: Path) -> Iterator[
                 process.wait()
 
 
-def phoenix_server(folder: Path) -> tuple[list[str], int]:
+def phoenix_server(folder: Path, name: str = "phoenix") -> tuple[list[str], int]:
     http_port, resp_port = replication.free_ports(2)
-    config = folder / "phoenix.json"
+    config = folder / f"{name}.json"
     config.write_text(
         json.dumps({"port": f"127.0.0.1:{http_port}", "node_id": "bench", "resp_port": resp_port})
     )
     return replication.phoenix_command("serve", "--config", str(config)), resp_port
+
+
+def compiled_build(folder: Path) -> tuple[dict[str, str] | None, str]:
+    """This checkout built as a user builds it with PHOENIX_COMPILE=1, into `folder`:
+    the environment that runs `phoenix serve` on it (None if the build failed), or why not."""
+    target = folder / "compiled"
+    command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps"]
+    done = subprocess.run(
+        [*command, "--target", str(target), str(REPO)],
+        env={**os.environ, "PHOENIX_COMPILE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=BUILD_TIMEOUT,
+    )
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+        return None, f"the compiled build failed (pip exit {done.returncode}): {last}"
+    path = os.pathsep.join(filter(None, [str(target), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path}, ""
 
 
 def redis_server(binary: str) -> tuple[list[str], int]:
@@ -444,15 +473,26 @@ def run(sizes: RespSizes = FULL, log: Any = sys.stderr) -> RespResults:
     }
     with tempfile.TemporaryDirectory(prefix="phoenix-bench-resp-") as name, ExitStack() as stack:
         folder = Path(name)
-        phoenix_command, phoenix_port = phoenix_server(folder)
-        redis_command, redis_port = redis_server(server_binary)
-        ports = {"phoenix": phoenix_port, "redis": redis_port}
-        pids = {
-            "phoenix": stack.enter_context(
-                started(phoenix_command, phoenix_port, "phoenix", folder)
-            ),
-            "redis": stack.enter_context(started(redis_command, redis_port, "redis", folder)),
-        }
+        ports: dict[str, int] = {}
+        pids: dict[str, int] = {}
+        phoenix_command, ports["phoenix"] = phoenix_server(folder)
+        pids["phoenix"] = stack.enter_context(
+            started(phoenix_command, ports["phoenix"], "phoenix", folder)
+        )
+        compiled_env: dict[str, str] | None = None
+        if not sizes.compiled:
+            results.compiled_skipped = "not in a smoke run"
+        else:
+            print("[resp] building the compiled build (PHOENIX_COMPILE=1)", file=log, flush=True)
+            compiled_env, results.compiled_skipped = compiled_build(folder)
+        if compiled_env is not None:
+            command, ports["compiled"] = phoenix_server(folder, "compiled")
+            command = [sys.executable, "-m", "phoenix.cli", *command[command.index("serve") :]]
+            pids["compiled"] = stack.enter_context(
+                started(command, ports["compiled"], "compiled", folder, compiled_env)
+            )
+        redis_command, ports["redis"] = redis_server(server_binary)
+        pids["redis"] = stack.enter_context(started(redis_command, ports["redis"], "redis", folder))
         for pid in pids.values():
             cores.pin_server(pid)
         before: dict[str, dict[str, str]] = {}
@@ -464,14 +504,19 @@ def run(sizes: RespSizes = FULL, log: Any = sys.stderr) -> RespResults:
                 if size != sizes.keyspace:
                     raise RuntimeError(f"{server}: DBSIZE {size} after filling {sizes.keyspace}")
                 before[server] = client.info("stats")
+                if server in PHOENIX_BUILDS:
+                    results.builds[server] = client.info("server")["phoenix_build"]
             finally:
                 client.close()
+        if results.builds.get("compiled", "compiled") != "compiled":
+            raise RuntimeError(f"the compiled build runs as {results.builds['compiled']!r}")
         for mode in MODES:
             shown = benchmark_command("redis-benchmark", 0, mode, sizes)
             results.commands[mode.name] = " ".join(shown).replace("-p 0", "-p PORT")
         for repeat in range(sizes.repeats):
             for mode in MODES:
-                order = SERVERS if repeat % 2 == 0 else SERVERS[::-1]
+                order = [server for server in SERVERS if server in ports]
+                order = order if repeat % 2 == 0 else order[::-1]
                 for server in order:
                     command = benchmark_command(benchmark, ports[server], mode, sizes)
                     figures, stderr, cpu = run_benchmark(command, pids[server])
@@ -503,7 +548,7 @@ def run(sizes: RespSizes = FULL, log: Any = sys.stderr) -> RespResults:
         if sizes.profile_seconds > 0:
             print(f"[resp] profiling phoenix serve for {sizes.profile_seconds:g} s", file=log)
             results.profile = profile_phoenix(
-                benchmark, tool("py-spy"), phoenix_port, pids["phoenix"], sizes, folder
+                benchmark, tool("py-spy"), ports["phoenix"], pids["phoenix"], sizes, folder
             )
     return results
 
@@ -530,12 +575,12 @@ def series(results: RespResults, server: str, mode: str, test: str) -> list[RunR
     )
 
 
-def ratios(results: RespResults, mode: str, test: str) -> list[float]:
-    """PhoenixCache / redis-server, per repeat (the two ran back to back)."""
+def ratios(results: RespResults, server: str, mode: str, test: str) -> list[float]:
+    """`server` / redis-server, per repeat (the two ran back to back)."""
     theirs = {r.repeat: r.ops_per_s for r in series(results, "redis", mode, test)}
     return [
         r.ops_per_s / theirs[r.repeat]
-        for r in series(results, "phoenix", mode, test)
+        for r in series(results, server, mode, test)
         if theirs.get(r.repeat)
     ]
 
@@ -567,16 +612,27 @@ def render(results: RespResults) -> list[str]:
             f"redis-benchmark (`{INSTALL}`); nothing else in the report depends on them.",
         ]
     versions = ", ".join(f"{name} {v}" for name, v in results.versions.items())
+    if results.compiled_skipped:
+        compiled = f"The compiled build was not measured: {results.compiled_skipped}."
+    else:
+        compiled = (
+            "*PhoenixCache, compiled* is the same checkout built with `PHOENIX_COMPILE=1` "
+            "(`pip install --target`, its hot modules compiled by mypyc: docs/operations.md), "
+            "run beside the other two; INFO's `phoenix_build` said "
+            + ", ".join(f"{LABELS[s]}: `{b}`" for s, b in results.builds.items())
+            + ". "
+        )
     out = [
         f"`bench/resp_bench.py`: `phoenix serve` (default settings, `resp_port` set, one node) "
-        f"and `redis-server --save '' --appendonly no` ({versions}), both up for the whole "
-        f"benchmark on 127.0.0.1, loaded in turn by redis-benchmark on the same machine. Both "
-        f"first get the same {sizes.keyspace:,} keys (`key:%012d`, {VALUE_BYTES}-byte values), "
+        f"and `redis-server --save '' --appendonly no` ({versions}), all up for the whole "
+        f"benchmark on 127.0.0.1, loaded in turn by redis-benchmark on the same machine. "
+        f"{compiled}Each "
+        f"first gets the same {sizes.keyspace:,} keys (`key:%012d`, {VALUE_BYTES}-byte values), "
         f"so that GETs hit: `-r {sizes.keyspace}` draws keys from that keyspace (SET runs "
         f"before GET and overwrites them). {sizes.requests:,} requests per test unpipelined, "
         f"{sizes.pipelined_requests:,} with -P 16; "
         f"{sizes.repeats} {'run' if sizes.repeats == 1 else 'runs'} per mode, alternating "
-        "the servers (and which goes first); ratios are PhoenixCache ÷ redis-server of the "
+        "the servers (and which goes first); ratios are to redis-server's rate in the "
         f"same repeat. {cores.note()}*Server CPU* is cores' worth of CPU over the "
         "redis-benchmark command (both tests): PhoenixCache serves on one core (trio), as "
         "does redis-server.",
@@ -589,60 +645,55 @@ def render(results: RespResults) -> list[str]:
     header = [
         "mode",
         "test",
-        "PhoenixCache ops/s",
-        "redis-server ops/s",
-        "PhoenixCache ÷ redis",
+        "server",
+        "ops/s",
+        "÷ redis-server",
         "target (project issue)",
-        "PhoenixCache p50 / p99 ms",
-        "redis p50 / p99 ms",
-        "server CPU (Phoenix / redis)",
+        "p50 / p99 ms",
+        "server CPU",
     ]
     body = []
     for mode in MODES:
         for test in TESTS:
-            mine, theirs = (
-                series(results, "phoenix", mode.name, test),
-                series(results, "redis", mode.name, test),
-            )
-            if not mine and not theirs:
-                continue
-            ops = [r.ops_per_s for r in mine]
-            ratio = ratios(results, mode.name, test)
-
-            def latency(rows: list[RunResult]) -> str:
+            for server in SERVERS:
+                rows = series(results, server, mode.name, test)
                 if not rows:
-                    return "n/a"
+                    continue
+                ops = [r.ops_per_s for r in rows]
+                ratio = ratios(results, server, mode.name, test)
+                mine = server in PHOENIX_BUILDS
                 p50 = statistics.median(r.p50_ms for r in rows)
-                return f"{p50:.3f} / {statistics.median(r.p99_ms for r in rows):.3f}"
-
-            cpu = [
-                statistics.median(r.server_cpu for r in rows) if rows else float("nan")
-                for rows in (mine, theirs)
-            ]
-            body.append(
-                [
-                    mode.name,
-                    test,
-                    spread(ops),
-                    spread([r.ops_per_s for r in theirs]),
-                    spread(ratio, 2),
-                    verdict(mode, ratio, ops),
-                    latency(mine),
-                    latency(theirs),
-                    f"{cpu[0]:.2f} / {cpu[1]:.2f}",
-                ]
-            )
-    out += table(header, body, "llrrrlrrr")
+                p99 = statistics.median(r.p99_ms for r in rows)
+                body.append(
+                    [
+                        mode.name,
+                        test,
+                        LABELS[server],
+                        spread(ops),
+                        spread(ratio, 2) if mine else "1",
+                        verdict(mode, ratio, ops) if mine else "",
+                        f"{p50:.3f} / {p99:.3f}",
+                        f"{statistics.median(r.server_cpu for r in rows):.2f}",
+                    ]
+                )
+    out += table(header, body, "lllrrlrr")
     pipelined = MODES[2].name
-    gets = [r.ops_per_s for r in series(results, "phoenix", pipelined, "GET")]
-    sets = [r.ops_per_s for r in series(results, "phoenix", pipelined, "SET")]
+    against = []
+    for server in PHOENIX_BUILDS:
+        gets = [r.ops_per_s for r in series(results, server, pipelined, "GET")]
+        sets = [r.ops_per_s for r in series(results, server, pipelined, "SET")]
+        if gets and sets:
+            against.append(
+                f"{LABELS[server]} answers {spread(gets)} GETs/s "
+                f"({spread([g / GO_HTTP_GETS_PER_S for g in gets], 2)}x) and {spread(sets)} "
+                f"SETs/s ({spread([s / GO_HTTP_GETS_PER_S for s in sets], 2)}x)"
+            )
     out += [
         "",
         f"**Against the original Go server** ({GO_HTTP_GETS_PER_S:,} HTTP GETs/s): with -P 16 "
-        f"PhoenixCache answers {spread(gets)} GETs/s "
-        f"({spread([g / GO_HTTP_GETS_PER_S for g in gets], 2)}x) and {spread(sets)} SETs/s "
-        f"({spread([s / GO_HTTP_GETS_PER_S for s in sets], 2)}x). The Go figure is HTTP, one "
-        "request per round trip; this is RESP with 16 commands per round trip.",
+        + "; ".join(against)
+        + ". The Go figure is HTTP, one request per round trip; this is RESP with 16 "
+        "commands per round trip.",
     ]
     if results.hits:
         parts = []
@@ -651,7 +702,7 @@ def render(results: RespResults) -> list[str]:
             share = f"{100 * hits / total:.1f}%" if total else "n/a"
             parts.append(f"{LABELS[server]} {share} ({hits:,} hits, {misses:,} misses)")
         out += ["", "GET hits over the run (INFO keyspace_hits/misses): " + "; ".join(parts) + "."]
-    warned = results.warnings.get("phoenix", [])
+    warned = sorted({w for server in PHOENIX_BUILDS for w in results.warnings.get(server, [])})
     if warned:
         out += [
             "",
@@ -677,7 +728,8 @@ def render_profile(profile: Profile) -> list[str]:
     out = [
         f"**Where the time goes**: py-spy record (100 Hz, {profile.seconds:g} s, "
         f"{profile.samples:,} samples of the busy thread; idle time in epoll is not "
-        f"sampled) on `phoenix serve` under `redis-benchmark -c 50 -t get -d 100`{rate}. "
+        f"sampled) on `phoenix serve` (PhoenixCache, as installed: py-spy sees no frames "
+        f"in compiled code) under `redis-benchmark -c 50 -t get -d 100`{rate}. "
         "Shares of samples by the function running (self time), summed by package and "
         "by function; and, for phoenix's functions, the share of samples with the "
         "function anywhere on the stack (inclusive; those on 95% or more of the stacks, "
@@ -716,9 +768,12 @@ def plot(results: RespResults, path: Path, plt: Any) -> bool:
     if not results.runs:
         return False
     labels = [(m.name, t) for m in MODES for t in TESTS if series(results, "phoenix", m.name, t)]
+    colors = {"phoenix": "tab:blue", "compiled": "tab:cyan", "redis": "tab:red"}
+    shown = [server for server in SERVERS if any(r.server == server for r in results.runs)]
     figure, axes = plt.subplots(figsize=(9, 4.5))
-    width = 0.4
-    for i, (server, color) in enumerate((("phoenix", "tab:blue"), ("redis", "tab:red"))):
+    width = 0.8 / len(shown)
+    for i, server in enumerate(shown):
+        color = colors[server]
         values = [[r.ops_per_s for r in series(results, server, m, t)] for m, t in labels]
         medians = [statistics.median(v) if v else 0.0 for v in values]
         xs = [j + i * width for j in range(len(labels))]
@@ -735,7 +790,7 @@ def plot(results: RespResults, path: Path, plt: Any) -> bool:
             capsize=3,
         )
     axes.axhline(GO_HTTP_GETS_PER_S, color="grey", linestyle="--", label="Go server, HTTP GET")
-    axes.set_xticks([j + width / 2 for j in range(len(labels))])
+    axes.set_xticks([j + width * (len(shown) - 1) / 2 for j in range(len(labels))])
     axes.set_xticklabels([f"{t}\n{m}" for m, t in labels], fontsize="small")
     axes.set_yscale("log")
     axes.set_ylabel("ops/s (median, min-max; log scale)")

@@ -39,6 +39,7 @@ import trustme
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+import phoenix
 from phoenix import resp, resp_reactor, resp_server
 from phoenix.clock import FakeClock
 from phoenix.config import Config
@@ -276,7 +277,7 @@ async def test_info_is_verbatim_text_in_resp3(server: RespServer) -> None:
 
 async def test_what_a_key_may_run_follows_the_last_auth(clock: FakeClock) -> None:
     config = Config(
-        node_id="keyed", num_counters=1000, read_only_keys=[READER], read_write_keys=[WRITER]
+        node_id="keyed", num_counters=1000, read_only_keys=(READER,), read_write_keys=(WRITER,)
     )
     server = RespServer(Node(config, clock=clock))
     noperm = b"-NOPERM this key is read-only: no permission to run the 'set' command\r\n"
@@ -291,7 +292,7 @@ async def test_what_a_key_may_run_follows_the_last_auth(clock: FakeClock) -> Non
 
 
 async def test_a_refused_hello_3_leaves_the_connection_on_resp2(clock: FakeClock) -> None:
-    config = Config(node_id="keyed", num_counters=1000, read_write_keys=[WRITER])
+    config = Config(node_id="keyed", num_counters=1000, read_write_keys=(WRITER,))
     server = RespServer(Node(config, clock=clock))
     session = await converse(
         server,
@@ -1239,6 +1240,7 @@ def test_info_reports_the_node_s_figures(r: redis.Redis, plain_node: RespNode) -
     r.get("missing")
     info = r.info()
     assert info["redis_version"] == "7.2.0"
+    assert info["phoenix_build"] == phoenix.build()
     assert info["tcp_port"] == plain_node.resp_port
     assert info["node_id"] == "plain"
     assert info["connected_clients"] >= 1

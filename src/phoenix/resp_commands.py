@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import attrs
 
-from phoenix import __version__, resp
+from phoenix import __version__, build, resp
 from phoenix.errors import TooLarge
 from phoenix.node import MAX_TTL_SECONDS
 from phoenix.peers import PeerState
@@ -352,6 +352,7 @@ def _info_sections(session: Session) -> list[tuple[str, str]]:
                 ("redis_version", REDIS_COMPATIBLE_VERSION),
                 ("redis_mode", "standalone"),
                 ("phoenix_version", __version__),
+                ("phoenix_build", build()),
                 ("node_id", node.id),
                 ("run_id", node.incarnation),
                 ("process_id", os.getpid()),

@@ -15,6 +15,7 @@ import ssl
 import trio
 from hypercorn.trio import serve as hypercorn_serve
 
+from phoenix import build
 from phoenix.app import create_app
 from phoenix.config import Config
 from phoenix.connection_guard import GuardedConfig, guard_connections
@@ -97,7 +98,7 @@ async def serve(
         async with trio.open_nursery() as nursery:
             await nursery.start(node.run)
             urls = await nursery.start(hypercorn_serve, app, hypercorn_config(config))
-            log.info("node %s serving on %s", node.id, ", ".join(urls))
+            log.info("node %s serving on %s (%s build)", node.id, ", ".join(urls), build())
             if resp_server is not None:
                 addresses = await nursery.start(resp_server.serve)
                 log.info("node %s serving RESP on %s", node.id, ", ".join(addresses))
