@@ -703,3 +703,27 @@ async def test_setkeys_is_replicated_and_waits_for_its_write_concern(
         # Acknowledged means applied: every key is on every node already.
         for node in harness.nodes.values():
             assert len(contents(node)) == 100
+
+
+async def test_nodes_that_both_hold_many_keys_catch_up_in_listings_a_peer_takes(
+    autojump_clock: trio.abc.Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A reconcile call listed every key of 256 buckets, however many: past the
+    # peer's body limit (413) once a node held a few million keys, so when
+    # both sides differed in many buckets neither ever caught up. One call
+    # listing every bucket stands in for 256 buckets of a larger keyspace.
+    monkeypatch.setattr(recovery, "BUCKETS_PER_CALL", 16384)
+    settings = {"max_keys_per_request": 10, "max_value_size": 10}  # a body limit of 2 MiB
+    async with cluster(["n1", "n2"], **settings) as harness:
+        await settle(2)
+        n1, n2 = harness.nodes["n1"], harness.nodes["n2"]
+        keys = [f"{i:05}" + "k" * 200 for i in range(10_000)]  # listed, about 2.4 MB
+        harness.network.partition("n2")
+        await settle(5)
+        for node in (n1, n2):  # each side writes every key while apart
+            for key in keys:
+                node.set(key, node.id.encode(), "t", 0)
+        harness.network.heal("n2")
+        await settle(10)
+        state = assert_converged(harness)
+        assert len(state) == 10_000

@@ -13,6 +13,7 @@ of the difference, not of the cache.
 from __future__ import annotations
 
 import base64
+import json
 import logging
 from collections.abc import Callable, Container, Iterable
 from typing import Any
@@ -44,8 +45,11 @@ GROUP_SIZE = 64
 GROUP_COUNT = BUCKET_COUNT // GROUP_SIZE
 # Groups whose bucket digests are asked for in one call.
 GROUPS_PER_CALL = 64
-# Buckets listed in one reconcile call.
+# Buckets listed in one reconcile call, and about how many bytes their
+# (key, version) list may take (one bucket may take more): a peer refuses a
+# body past 2 MiB at the least (app.create_app's max_body).
 BUCKETS_PER_CALL = 256
+LISTING_BYTES = 1024 * 1024
 # The writes of one reconcile answer are cut at about this many bytes (one
 # may be larger): 256 buckets of large values made answers of gigabytes.
 ANSWER_BYTES = 4 * 1024 * 1024
@@ -240,11 +244,16 @@ async def catch_up(
     report.differing_buckets = progress.total_buckets = len(differing)
     wanted: dict[str, None] = {}  # in order, once each
     lacking: set[str] = set()
-    for start in range(0, len(differing), BUCKETS_PER_CALL):
+    start = 0
+    while start < len(differing):
         buckets = differing[start : start + BUCKETS_PER_CALL]
         for _ in range(ASKS_PER_CALL):
             progress.update(report, start, moved())
-            answer = await client.reconcile(url, _listing(store, buckets))
+            listing = _listing(store, buckets)
+            # What does not fit goes with the next call (the list grows with
+            # what each cut answer brought).
+            buckets = buckets[: len(listing)]
+            answer = await client.reconcile(url, listing)
             try:
                 ops = [decode(item) for item in answer["ops"]]
                 wanted.update(dict.fromkeys(str(key) for key in answer["wanted"]))
@@ -258,6 +267,7 @@ async def catch_up(
             # took (it would come again; the next round tries).
             if answer.get("truncated") is not True or not any(_took(store, op) for op in ops):
                 break
+        start += len(buckets)
     for batch in batches(export(store, wanted, memos_for=wanted.keys() - lacking)):
         progress.update(report, len(differing), moved())
         await client.apply(url, batch)
@@ -274,11 +284,22 @@ def _took(store: Store, op: Op) -> bool:
 
 
 def _listing(store: Store, buckets: list[int]) -> dict[str, list[list[Any]]]:
-    """What a reconcile call sends: every (key, version) known in each bucket."""
-    return {
-        str(bucket): [[key, v[0], v[1]] for key, v in store.bucket_versions(bucket).items()]
-        for bucket in buckets
-    }
+    """What a reconcile call sends: every (key, version) known in each bucket,
+    for the first of `buckets` that fit in about LISTING_BYTES (one at least)."""
+    listing: dict[str, list[list[Any]]] = {}
+    size = 0
+    for bucket in buckets:
+        versions = store.bucket_versions(bucket)
+        # Each item's JSON: its key (escaped, if not ASCII), its node id, a
+        # timestamp of up to 19 digits and 10 bytes of punctuation.
+        size += sum(
+            (len(key) if key.isascii() else len(json.dumps(key))) + len(v[1]) + 29
+            for key, v in versions.items()
+        )
+        if listing and size > LISTING_BYTES:
+            break
+        listing[str(bucket)] = [[key, v[0], v[1]] for key, v in versions.items()]
+    return listing
 
 
 def _settle_flushes(
