@@ -727,3 +727,27 @@ async def test_nodes_that_both_hold_many_keys_catch_up_in_listings_a_peer_takes(
         await settle(10)
         state = assert_converged(harness)
         assert len(state) == 10_000
+
+
+async def test_drain_waits_for_queued_writes_and_lets_a_disabled_peer_go(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # What a stopping node (phoenix serve, on SIGINT or SIGTERM) waits for,
+    # within write_timeout, before its replicators are cancelled.
+    async with cluster(["n1", "n2"]) as harness:
+        await settle(2)
+        n1 = harness.nodes["n1"]
+        harness.network.cut.add(frozenset(("n1", "n2")))
+        n1.set("k", b"v", "t", 0)
+        with trio.move_on_after(1) as scope:
+            await n1.drain()
+        assert scope.cancelled_caught  # the push keeps failing: still queued
+        harness.network.cut.clear()
+        with trio.fail_after(3):  # the retry's backoff, then the push
+            await n1.drain()
+        assert "k" in contents(harness.nodes["n2"])
+        harness.network.partition("n2")
+        n1.set("k2", b"v", "t", 0)
+        with trio.fail_after(5):  # three missed beats: down, its outbox dropped
+            await n1.drain()
+        assert n1.peers[1].state is PeerState.DOWN

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import random
 import secrets
+import signal
 import socket
 import subprocess
 import time
@@ -459,3 +460,61 @@ async def test_killed_node_returns_and_every_node_converges(tmp_path: Path) -> N
             # And the cluster is whole again: n1 knows itself, all see all up.
             await wait_until_formed(nodes, client, NAMES)
             nodes.check_alive()
+
+
+async def test_a_node_stopped_by_sigterm_first_pushes_what_it_acknowledged(
+    tmp_path: Path,
+) -> None:
+    # n1 exited at once: a write it had acknowledged (without sync) and not
+    # yet pushed was lost with it. Both peers are paused (SIGSTOP), so the
+    # first write's push waits for an answer and the second stays queued.
+    with trio.fail_after(TEST_TIMEOUT):
+        nodes = Nodes(tmp_path)
+        for name in NAMES:  # a paused peer must not be marked down meanwhile
+            path = nodes.config_path(name)
+            settings = json.loads(path.read_text())
+            settings.update(heart_beat_interval_in_seconds=2, max_retries_to_disabled_node=10)
+            path.write_text(json.dumps(settings))
+        try:
+            async with httpx.AsyncClient(timeout=CLIENT_TIMEOUT) as client:
+                for name in NAMES:
+                    await nodes.start(name)
+                await wait_until_formed(nodes, client, NAMES)
+                n1 = nodes.urls["n1"]
+                for name in ("n2", "n3"):
+                    nodes.processes[name].send_signal(signal.SIGSTOP)
+                # Each replicator takes the first write and waits on its push;
+                # the second stays in the outboxes.
+                for key, depth in (("sent", 0), ("queued", 1)):
+                    response = await client.post(f"{n1}/set", params={"key": key, "ttl": 0})
+                    assert response.status_code == 200
+                    for _ in range(int(START_TIMEOUT / POLL_INTERVAL)):
+                        view = await cluster_view(client, n1)
+                        assert view is not None
+                        depths = [p["outbox_depth"] for p in view["peers"] if p["url"] != n1]
+                        if depths == [depth, depth]:
+                            break
+                        await trio.sleep(POLL_INTERVAL)
+                    assert depths == [depth, depth], view
+                nodes.processes["n1"].send_signal(signal.SIGTERM)
+                for name in ("n2", "n3"):
+                    nodes.processes[name].send_signal(signal.SIGCONT)
+                with trio.fail_after(START_TIMEOUT):
+                    assert await nodes.processes["n1"].wait() == 0
+                for name in ("n2", "n3"):
+                    for _ in range(int(CONVERGE_TIMEOUT / POLL_INTERVAL)):
+                        response = await client.get(
+                            f"{nodes.urls[name]}/get", params={"key": "queued"}
+                        )
+                        if response.status_code == 200:
+                            break
+                        await trio.sleep(POLL_INTERVAL)
+                    assert response.status_code == 200, (name, response.text)
+        except BaseException:
+            print(nodes.logs())
+            raise
+        finally:
+            for process in nodes.processes.values():
+                if process.returncode is None:
+                    process.send_signal(signal.SIGCONT)
+            await nodes.kill_all()

@@ -281,6 +281,16 @@ class Node:
                 peer.fell_behind()
                 self._catch_up_wanted.set()
 
+    async def drain(self) -> None:
+        """Wait until what is queued for the peers that take pushes is sent.
+
+        A stopping node calls it, bounded, once it takes no more requests:
+        the writes only its outboxes hold would go with it.
+        """
+        for peer in self.peers:
+            if peer.accepts_pushes:  # a peer disabled meanwhile is let go too
+                await peer.outbox.finished()
+
     # Background work.
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

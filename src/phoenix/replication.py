@@ -95,6 +95,9 @@ class Outbox:
         self._send, self._receive = trio.open_memory_channel[Queued](capacity)
         self.max_bytes = OUTBOX_BYTES
         self.bytes = 0  # the encoded size of what is queued
+        self.unfinished = 0  # writes queued or being sent
+        self._finished = trio.Event()
+        self._finished.set()
 
     @property
     def depth(self) -> int:
@@ -109,6 +112,9 @@ class Outbox:
         except trio.WouldBlock:
             return False
         self.bytes += item.size
+        if not self.unfinished:
+            self._finished = trio.Event()
+        self.unfinished += 1
         return True
 
     def drop(self) -> None:
@@ -120,6 +126,17 @@ class Outbox:
                 return
             # Not bytes = 0: a batch handed to the replicator already is taken off when it returns.
             self.bytes -= item.size
+            self.done(1)
+
+    def done(self, count: int) -> None:
+        """`count` writes taken by `next_batch` were delivered or given up."""
+        self.unfinished -= count
+        if not self.unfinished:
+            self._finished.set()
+
+    async def finished(self) -> None:
+        """Wait until nothing is queued or being sent."""
+        await self._finished.wait()
 
     async def next_batch(self) -> list[Queued]:
         """Wait for at least one write, then take what is queued, up to the bounds."""
@@ -164,3 +181,4 @@ async def replicate(
                 if acknowledged and item.acks is not None:
                     item.acks.ack(url)
             break
+        outbox.done(len(batch))

@@ -97,13 +97,18 @@ async def serve(
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             await nursery.start(node.run)
-            urls = await nursery.start(hypercorn_serve, app, hypercorn_config(config))
-            log.info("node %s serving on %s (%s build)", node.id, ", ".join(urls), build())
-            if resp_server is not None:
-                addresses = await nursery.start(resp_server.serve)
-                log.info("node %s serving RESP on %s", node.id, ", ".join(addresses))
-            task_status.started(urls)
-            async for signum in signals:
-                log.info("received %s, stopping", signal.Signals(signum).name)
-                nursery.cancel_scope.cancel()
-                break
+            async with trio.open_nursery() as listeners:
+                urls = await listeners.start(hypercorn_serve, app, hypercorn_config(config))
+                log.info("node %s serving on %s (%s build)", node.id, ", ".join(urls), build())
+                if resp_server is not None:
+                    addresses = await listeners.start(resp_server.serve)
+                    log.info("node %s serving RESP on %s", node.id, ", ".join(addresses))
+                task_status.started(urls)
+                async for signum in signals:
+                    log.info("received %s, stopping", signal.Signals(signum).name)
+                    listeners.cancel_scope.cancel()
+                    break
+            # No more writes come in: the peers get what is queued for them first.
+            with trio.move_on_after(config.write_timeout):
+                await node.drain()
+            nursery.cancel_scope.cancel()
