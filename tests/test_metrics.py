@@ -6,7 +6,7 @@ import httpx
 import trio
 from prometheus_client.parser import text_string_to_metric_families
 
-from cluster_harness import cluster, settle
+from cluster_harness import cluster, contents, settle
 from phoenix.app import create_app
 from phoenix.clock import FakeClock
 from phoenix.config import Config
@@ -119,3 +119,23 @@ async def test_replication_lag_histogram_times_pushed_writes_from_their_version(
     assert metrics[(f"{lag}_bucket", (("le", "0.03"),))] == 2  # 30 ms, to the millisecond
     assert metrics[(f"{lag}_bucket", (("le", "+Inf"),))] == 2
     assert 0.059 <= metrics[(f"{lag}_sum", ())] <= 0.061
+
+
+async def test_writes_a_catch_up_sends_are_not_timed_as_pushed(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # A node that caught a returning peer up sent it its old writes through
+    # /internal/apply, as pushes go: they counted as minutes of replication lag.
+    async with cluster(["n1", "n2"], anti_entropy_interval_in_seconds=0) as harness:
+        await settle(2)
+        harness.network.partition("n2")
+        await settle(5)
+        for i in range(10):
+            harness.nodes["n1"].set(f"k{i}", b"v", "t", 0)
+        await settle(60)
+        harness.network.catch_up_only_by("n1")  # which sends them
+        harness.network.heal("n2")
+        await settle(10)
+        n2 = harness.nodes["n2"]
+        assert len(contents(n2)) == 10
+        assert n2.replication_lag.counts == [0] * len(n2.replication_lag.counts)

@@ -25,13 +25,14 @@ from phoenix.peer_client import PREFIX
 def apply_batch(node: Node, body: Any) -> dict[str, Any]:
     """/internal/apply (served by phoenix.hot_routes): apply a peer's batch of writes.
 
-    Every op is checked before any is applied.
+    Every op is checked before any is applied. A catch-up marks its batches
+    ("catch_up": true): their writes may be old on purpose, and are not timed.
     """
     items = body.get("ops") if isinstance(body, dict) else None
     if not isinstance(items, list):
         raise InvalidRequest("body must be an object with an array 'ops'")
     ops = [decode(item) for item in items]
-    node.apply_pushed(ops)
+    node.apply_pushed(ops, timed=body.get("catch_up") is not True)
     return {"applied": len(ops), "node_id": node.id, "incarnation": node.incarnation}
 
 

@@ -243,14 +243,17 @@ class Node:
             return store.evicted(op.key, op.expires_at, op.version)
         return store.flush(op.version)
 
-    def apply_pushed(self, ops: Sequence[Op]) -> None:
-        """Apply, in order, writes a peer pushed; time each from its version's clock.
+    def apply_pushed(self, ops: Sequence[Op], *, timed: bool = True) -> None:
+        """Apply, in order, writes a peer pushed; time each from its version's
+        clock, unless not `timed` (a peer's catch-up sent them).
 
         All are checked before any is applied (`apply`'s InvalidRequest).
         """
         self._check_not_ahead(ops)
         for op in ops:
             self._observe_and_apply(op)
+        if not timed:
+            return
         now_ms = self.clock.now_ms()
         for op in ops:
             self.replication_lag.observe((now_ms - physical_ms(op.version[0])) / 1000)

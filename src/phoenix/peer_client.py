@@ -49,13 +49,21 @@ class PeerClient:
         except (KeyError, TypeError):
             raise PeerCallFailed(f"{url}: malformed ping answer") from None
 
-    async def apply(self, url: str, ops: Sequence[Op]) -> tuple[str, str]:
-        """Send writes; the (node id, incarnation) of the node that applied them."""
-        return await self.apply_encoded(url, [to_json(op) for op in ops])
+    async def apply(
+        self, url: str, ops: Sequence[Op], *, catch_up: bool = False
+    ) -> tuple[str, str]:
+        """Send writes; the (node id, incarnation) of the node that applied them.
 
-    async def apply_encoded(self, url: str, ops: Sequence[bytes]) -> tuple[str, str]:
+        A catch-up's writes are marked so: the peer does not time them as pushes.
+        """
+        return await self.apply_encoded(url, [to_json(op) for op in ops], catch_up=catch_up)
+
+    async def apply_encoded(
+        self, url: str, ops: Sequence[bytes], *, catch_up: bool = False
+    ) -> tuple[str, str]:
         """`apply` for ops already in their JSON form (ops.to_json), joined as they are."""
-        content = b'{"ops":[' + b",".join(ops) + b"]}"
+        end = b'],"catch_up":true}' if catch_up else b"]}"
+        content = b'{"ops":[' + b",".join(ops) + end
         body = await self._call("POST", url, "/apply", None, content=content)
         try:
             return (str(body["node_id"]), str(body["incarnation"]))

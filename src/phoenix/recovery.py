@@ -238,7 +238,7 @@ async def catch_up(
     # Our newer flush and patterns first: until the peer has them, it would
     # send writes they remove, which we refuse as stale.
     for batch in batches(_settle_flushes(store, apply, theirs)):
-        await client.apply(url, batch)
+        await client.apply(url, batch, catch_up=True)
         report.sent += len(batch)
     differing = await _differing_buckets(store, client, url, theirs.get("groups"))
     report.differing_buckets = progress.total_buckets = len(differing)
@@ -270,7 +270,7 @@ async def catch_up(
         start += len(buckets)
     for batch in batches(export(store, wanted, memos_for=wanted.keys() - lacking)):
         progress.update(report, len(differing), moved())
-        await client.apply(url, batch)
+        await client.apply(url, batch, catch_up=True)
         report.sent += len(batch)
     report.bytes = moved()
     report.seconds = trio.current_time() - progress.started
