@@ -177,16 +177,23 @@ async def test_missing_config_file_exits_2(tmp_path: Path) -> None:
     assert result.stderr.decode().strip() == f"phoenix: error: {missing}: config file not found"
 
 
-async def test_port_in_use_exits_1_with_a_clear_message(tmp_path: Path) -> None:
+@pytest.mark.parametrize("key", ["port", "resp_port"])
+async def test_port_in_use_exits_1_naming_the_address_and_its_key(
+    tmp_path: Path, free_port: int, key: str
+) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        config = write_config(tmp_path, {"port": f"127.0.0.1:{port}"})
+        settings = {"port": f"127.0.0.1:{port}", "resp_port": free_port}
+        if key == "resp_port":
+            settings = {"port": f"127.0.0.1:{free_port}", "resp_port": port}
+        config = write_config(tmp_path, settings)
         result = await run_to_exit(phoenix_command("serve", "--config", str(config)), tmp_path)
     stderr = result.stderr.decode()
     assert result.returncode == 1, stderr
-    assert "phoenix: error: cannot serve:" in stderr
+    # Two ports: the line says which one is taken.
+    assert f"phoenix: error: cannot serve: 127.0.0.1:{port} ({key!r} in the config):" in stderr
     assert "in use" in stderr
     assert "Traceback" not in stderr
 

@@ -78,6 +78,20 @@ def raise_open_files_limit() -> int:
     return soft
 
 
+def cannot_listen(errors: BaseExceptionGroup[OSError], address: str, key: str) -> OSError:
+    """Why `address` could not be listened on, naming it and its config key: a
+    node listens on two ports, and "Address already in use" alone does not say which."""
+    reasons: list[str] = []
+    pending: list[BaseException] = [errors]
+    while pending:  # the OSErrors, however deep the nurseries nested them
+        error = pending.pop()
+        if isinstance(error, BaseExceptionGroup):
+            pending.extend(reversed(error.exceptions))
+        else:
+            reasons.append(str(error))
+    return OSError(f"{address} ({key!r} in the config): {'; '.join(reasons)}")
+
+
 async def serve(
     config: Config, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
 ) -> None:
@@ -98,10 +112,17 @@ async def serve(
         async with trio.open_nursery() as nursery:
             await nursery.start(node.run)
             async with trio.open_nursery() as listeners:
-                urls = await listeners.start(hypercorn_serve, app, hypercorn_config(config))
+                try:
+                    urls = await listeners.start(hypercorn_serve, app, hypercorn_config(config))
+                except* OSError as errors:
+                    raise cannot_listen(errors, config.bind, "port") from None
                 log.info("node %s serving on %s (%s build)", node.id, ", ".join(urls), build())
                 if resp_server is not None:
-                    addresses = await listeners.start(resp_server.serve)
+                    try:
+                        addresses = await listeners.start(resp_server.serve)
+                    except* OSError as errors:
+                        resp_address = f"{config.bind.rpartition(':')[0]}:{config.resp_port}"
+                        raise cannot_listen(errors, resp_address, "resp_port") from None
                     log.info("node %s serving RESP on %s", node.id, ", ".join(addresses))
                 task_status.started(urls)
                 async for signum in signals:
