@@ -19,6 +19,7 @@ from phoenix.errors import ConfigError
 from phoenix.limits import ASGIApp
 from phoenix.node import Node
 from phoenix.security import WhitelistFile, protection_problem
+from phoenix.server import build_listeners
 
 READER = "r" * 20
 WRITER = "w" * 20
@@ -293,6 +294,42 @@ def test_whitelist_reloads_on_change_and_keeps_the_last_good_list(
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1
     assert "keeping the last good one" in errors[0].getMessage()
+
+
+@pytest.mark.parametrize("resp", [True, False], ids=["with-resp", "http-only"])
+async def test_a_whitelist_change_is_loaded_and_logged_once_for_both_listeners(
+    tmp_path: Path,
+    free_port: int,
+    autojump_clock: trio.abc.Clock,
+    caplog: pytest.LogCaptureFixture,
+    resp: bool,
+) -> None:
+    path = write_whitelist(tmp_path, ["127.0.0.1"])
+    config = Config(
+        num_counters=1000, white_list_file_path=str(path), resp_port=free_port if resp else 0
+    )
+    node = Node(config, clock=FakeClock())
+    app, resp_server = build_listeners(node)
+    caplog.set_level(logging.INFO, logger="phoenix.security")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(node.run)
+        if resp_server is not None:
+            await nursery.start(resp_server.serve)
+        path.write_text("{broken")
+        os.utime(path, ns=(1, 1))
+        await trio.sleep(3)
+        write_whitelist(tmp_path, ["192.0.2.1"])
+        os.utime(path, ns=(2, 2))
+        await trio.sleep(3)
+        async with client_of(app, "192.0.2.1") as allowed:
+            assert (await allowed.get("/ping")).status_code == 200
+        if resp_server is not None:
+            assert resp_server.whitelist is not None
+            assert resp_server.whitelist.current.allows("192.0.2.1")
+        nursery.cancel_scope.cancel()
+    messages = [r.getMessage() for r in caplog.records if r.name == "phoenix.security"]
+    assert len([m for m in messages if "keeping the last good one" in m]) == 1, messages
+    assert len([m for m in messages if "whitelist reloaded" in m]) == 1, messages
 
 
 # Protected mode

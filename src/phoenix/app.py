@@ -44,10 +44,15 @@ from phoenix.security import (
 )
 
 
-def create_app(node: Node, *, run_node: bool = False) -> ASGIApp:
+def create_app(
+    node: Node, *, run_node: bool = False, whitelist: WhitelistFile | None = None
+) -> ASGIApp:
     """The node's ASGI app; with `run_node`, serving it also runs `node.run`.
 
-    Raises ConfigError when the whitelist file cannot be used.
+    Without `whitelist`, the app loads the config's whitelist file and has
+    `node.run` watch it; a `whitelist` given is the caller's to watch
+    (`phoenix serve` shares one with the RESP listener). Raises ConfigError
+    when the whitelist file cannot be used.
     """
     config = node.config
     # Bounds the body of every route; /set checks max_value_size itself.
@@ -80,9 +85,8 @@ def create_app(node: Node, *, run_node: bool = False) -> ASGIApp:
     app: ASGIApp = InFlightCap(
         HotRoutes(quart_app, node, max_body=max_body), max_per_ip=config.max_conns_per_ip
     )
-    whitelist_path = config.whitelist_path
-    whitelist = None if whitelist_path is None else WhitelistFile(whitelist_path)
-    if whitelist is not None:
+    if whitelist is None and config.whitelist_path is not None:
+        whitelist = WhitelistFile(config.whitelist_path)
         node.background.append(whitelist.watch)
     keys = Keys(config.read_only_keys, config.read_write_keys, config.cluster_key)
     trusted = parse_networks(config.trusted_proxies)

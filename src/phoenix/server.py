@@ -19,9 +19,11 @@ from phoenix import build
 from phoenix.app import create_app
 from phoenix.config import Config
 from phoenix.connection_guard import GuardedConfig, guard_connections
+from phoenix.limits import ASGIApp
 from phoenix.logs import show_node_id
 from phoenix.node import Node
 from phoenix.resp_server import RespServer
+from phoenix.security import WhitelistFile
 
 log = logging.getLogger("phoenix")
 
@@ -92,6 +94,24 @@ def cannot_listen(errors: BaseExceptionGroup[OSError], address: str, key: str) -
     return OSError(f"{address} ({key!r} in the config): {'; '.join(reasons)}")
 
 
+def build_listeners(node: Node) -> tuple[ASGIApp, RespServer | None]:
+    """The node's HTTP app and, with `resp_port`, its RESP listener (docs/resp.md).
+
+    Built before serving: a bad whitelist stops start-up. Both go by one
+    whitelist file, watched once: each change is loaded, and logged, once, and
+    both listeners answer by the same list. (With a file each, every reload
+    and every broken edit was logged twice.)
+    """
+    path = node.config.whitelist_path
+    whitelist = None if path is None else WhitelistFile(path)
+    app = create_app(node, whitelist=whitelist)
+    if not node.config.resp_port:
+        if whitelist is not None:
+            node.background.append(whitelist.watch)
+        return app, None
+    return app, RespServer(node, whitelist)  # its `serve` watches the file
+
+
 async def serve(
     config: Config, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
 ) -> None:
@@ -100,9 +120,7 @@ async def serve(
     raise_open_files_limit()
     node = Node(config)
     show_node_id(node.id)
-    app = create_app(node)
-    # The RESP listener (docs/resp.md), built before serving: a bad whitelist stops start-up.
-    resp_server = RespServer.for_node(node) if config.resp_port else None
+    app, resp_server = build_listeners(node)
     # What start-up built (modules, the app, the node: some 60,000 objects)
     # lives as long as the process; frozen, the collector's full passes no
     # longer walk it (bench/profiles.md: they took 4% of a GET load's CPU).
