@@ -113,6 +113,14 @@ def test_set_then_get_round_trips(url: str) -> None:
     assert (got.returncode, got.stdout, got.stderr) == (0, b"hello", b"")
 
 
+def test_options_may_come_between_the_key_and_the_value(url: str, cache: PhoenixClient) -> None:
+    # argparse alone left "hello" unread: "unrecognized arguments: hello".
+    stored = phoenix(url, "set", "greeting", "--ttl", "60", "hello")
+    assert (stored.returncode, stored.stderr) == (0, b"")
+    assert cache.get("greeting") == b"hello"
+    assert 0 < (cache.ttl("greeting") or 0) <= 60
+
+
 def test_set_reads_stdin_and_get_writes_the_raw_bytes(url: str) -> None:
     value = bytes(range(256)) + b"\r\n\x00"
     assert phoenix(url, "set", "blob", stdin=value).returncode == 0

@@ -71,9 +71,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_serve_parser(commands)
     add_client_parsers(commands)
-    args, unknown = parser.parse_known_args(argv)
-    if unknown:  # told with the command's own usage, not the top-level one
-        commands.choices[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    args, unknown = parser.parse_known_args(arguments)
+    if unknown:
+        # argparse reads a command's arguments in runs, so one after an option
+        # (`phoenix set KEY --ttl 60 VALUE`) came back unknown. The command's
+        # own parser reads them intermixed, and tells what is really left over
+        # with the command's usage, not the top-level one.
+        after_command = arguments[arguments.index(args.command) + 1 :]
+        args = commands.choices[args.command].parse_intermixed_args(after_command)
     run: Callable[[argparse.Namespace], int] = args.run
     return run(args)
 
