@@ -103,6 +103,37 @@ async def test_node_serves_https_and_refuses_plain_http(
                 await unverified_ca.get(f"https://127.0.0.1:{port}/ping")
 
 
+async def test_the_cli_talks_to_a_mutual_tls_node_with_ca_certs_and_cert(
+    tmp_path: Path, tls_files: dict[str, str]
+) -> None:
+    port = pick_free_port()
+    settings = {**tls_files, "require_client_cert": True}
+    context = client_context(tls_files, with_cert=True)
+    url = f"https://127.0.0.1:{port}"
+
+    async def phoenix(*args: str) -> subprocess.CompletedProcess[bytes]:
+        with trio.fail_after(START_TIMEOUT):
+            return await trio.run_process(
+                phoenix_command(*args, "--url", url),
+                stdin=subprocess.DEVNULL,
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+            )
+
+    tls = ("--ca-certs", tls_files["ca_certs"], "--cert", tls_files["certfile"])
+    async with tls_node(tmp_path, port, settings, context):
+        stored = await phoenix("set", "k", "over tls", *tls)
+        assert (stored.returncode, stored.stderr) == (0, b"")
+        got = await phoenix("get", "k", *tls)
+        assert (got.returncode, got.stdout) == (0, b"over tls")
+        # A file that cannot be used is a usage error, in one line, before any request.
+        missing = await phoenix("get", "k", "--ca-certs", str(tmp_path / "absent.pem"))
+        assert missing.returncode == 2
+        assert missing.stderr.decode().startswith("phoenix: error: [Errno 2] No such file")
+        assert len(missing.stderr.splitlines()) == 1
+
+
 @pytest.mark.parametrize("mutual", [False, True], ids=["tls", "mutual-tls"])
 async def test_two_node_https_cluster_replicates(
     tmp_path: Path, tls_files: dict[str, str], mutual: bool

@@ -187,6 +187,22 @@ def add_client_parsers(commands: argparse._SubParsersAction[argparse.ArgumentPar
         metavar="SECONDS",
         help=f"for each request to a node (default: {DEFAULT_TIMEOUT:g})",
     )
+    # https nodes whose certificates a private CA signed (the nodes' ca_certs),
+    # and mutual TLS (require_client_cert): without them, no command could talk to those.
+    common.add_argument(
+        "--ca-certs",
+        default=None,
+        metavar="PATH",
+        help="CA bundle (PEM) to verify https nodes with (default: $PHOENIX_CA_CERTS, "
+        "or the system's CAs)",
+    )
+    common.add_argument(
+        "--cert",
+        default=None,
+        metavar="PATH",
+        help="for nodes that require a client certificate: a PEM file holding it and "
+        "its key (default: $PHOENIX_CERT)",
+    )
 
     def add(
         name: str, run: ClientCommand, summary: str, details: str = ""
@@ -247,8 +263,10 @@ def _client_runner(command: ClientCommand) -> Callable[[argparse.Namespace], int
                 args.url or _env_urls(),
                 api_key=args.api_key or os.environ.get("PHOENIX_API_KEY") or None,
                 timeout=args.timeout,
+                verify=args.ca_certs or os.environ.get("PHOENIX_CA_CERTS") or True,
+                cert=args.cert or os.environ.get("PHOENIX_CERT") or None,
             )
-        except ValueError as error:
+        except (ValueError, OSError) as error:  # OSError: a TLS file that cannot be used
             return _fail(EXIT_USAGE, str(error))
         try:
             with client:
