@@ -1253,6 +1253,19 @@ def test_info_reports_the_node_s_figures(r: redis.Redis, plain_node: RespNode) -
     assert r.info("nothing-like-this") == {}
 
 
+def test_info_has_every_field_redis_cli_stat_shows(r: redis.Redis) -> None:
+    # redis-cli --stat prints these; one missing showed as -9223372036854775808.
+    info = r.info()
+    for field in (
+        "used_memory",
+        "connected_clients",
+        "blocked_clients",
+        "total_commands_processed",
+        "total_connections_received",
+    ):
+        assert isinstance(info[field], int), field
+
+
 def test_pipelines_and_transactions(r: redis.Redis) -> None:
     pipe = r.pipeline(transaction=False)
     for n in range(100):

@@ -365,6 +365,9 @@ def _info_sections(session: Session) -> list[tuple[str, str]]:
             [
                 ("connected_clients", server.connected_clients),
                 ("maxclients_per_ip", config.max_conns_per_ip),
+                # No command blocks; redis-cli --stat showed a missing one as
+                # -9223372036854775808 in its "blocked" column.
+                ("blocked_clients", 0),
             ],
         ),
         section(
