@@ -139,6 +139,24 @@ def test_remove_matching_uses_substring_or_glob(pattern: str, expected: list[str
     assert len(store) == 4 - len(expected)
 
 
+def test_pattern_removals_keep_older_writes_to_their_keys_out_for_the_grace() -> None:
+    clock = FakeClock()
+    store = Store(max_cost=10**6, num_counters=1000, buffer_items=8, clock=clock)
+    before_users, before_orders = v(), v()
+    store.remove_matching("user:*", v())
+    between = v()
+    store.remove_matching("order:*", v())
+    assert not store.set("user:1", b"late", "t", NO_EXPIRY, before_users)
+    assert store.set("user:2", b"newer", "t", NO_EXPIRY, between)
+    assert not store.set("order:1", b"late", "t", NO_EXPIRY, before_orders)
+    assert not store.set("order:2", b"late", "t", NO_EXPIRY, between)
+    assert store.set("order:3", b"new", "t", NO_EXPIRY, v())
+    clock.advance(store.tombstone_grace_ms / 1000 + 1)
+    store.expire_due()
+    assert store.pattern_removals == {}
+    assert store.set("order:2", b"late", "t", NO_EXPIRY, between)
+
+
 def test_cost_budget_is_never_exceeded() -> None:
     store = make_store(max_cost=50 * (ENTRY_OVERHEAD + 110))
     for i in range(1000):

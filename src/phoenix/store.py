@@ -154,6 +154,11 @@ class Store:
         self._evicted_until: dict[str, int] = {}  # the memos' expiry deadlines, if any
         self.flush_version: Version = NO_VERSION
         self.pattern_removals: dict[str, Version] = {}
+        # Each remembered pattern's matcher (re's own cache holds 512), and the
+        # newest removal's version: a write newer than it (every write made
+        # here) needs no look at the patterns.
+        self._pattern_matchers: dict[str, Callable[[str], bool]] = {}
+        self._newest_pattern_removal: Version = NO_VERSION
         # Per bucket: the keys known there, and the XOR of their fingerprints.
         # A list is a quarter of a set's size per key; its removals scan the
         # bucket (about keys / BUCKET_COUNT long), in C.
@@ -310,10 +315,12 @@ class Store:
         if version <= self.flush_version:
             self._stats.stale_writes += 1
             return []
+        matches = self._pattern_matchers.get(pattern) or matcher(pattern)
         if self._within_grace(version):
             previous = self.pattern_removals.get(pattern, NO_VERSION)
             self.pattern_removals[pattern] = max(previous, version)
-        matches = matcher(pattern)
+            self._pattern_matchers[pattern] = matches
+            self._newest_pattern_removal = max(self._newest_pattern_removal, version)
         now = self._clock.now_ms()
         removed = []
         for key in [*self._entries, *self._tombstones, *self._evicted]:
@@ -346,7 +353,7 @@ class Store:
         self._tombstone_heap.clear()
         self._evicted.clear()
         self._evicted_until.clear()
-        self.pattern_removals = {p: v for p, v in self.pattern_removals.items() if v > version}
+        self._keep_patterns({p: v for p, v in self.pattern_removals.items() if v > version})
         self._buckets.clear()
         self._digests = [0] * BUCKET_COUNT
         self._unsettled.clear()
@@ -503,10 +510,19 @@ class Store:
 
     def _removed_by_pattern(self, key: str, version: Version) -> bool:
         """Whether a newer pattern removal that matches `key` keeps `version` out."""
+        if version >= self._newest_pattern_removal:
+            return False
+        matchers = self._pattern_matchers
         return any(
-            version < removal and matcher(pattern)(key)
+            version < removal and matchers[pattern](key)
             for pattern, removal in self.pattern_removals.items()
         )
+
+    def _keep_patterns(self, kept: dict[str, Version]) -> None:
+        """Remember only the pattern removals `kept` (a part of what is remembered)."""
+        self.pattern_removals = kept
+        self._pattern_matchers = {p: self._pattern_matchers[p] for p in kept}
+        self._newest_pattern_removal = max(kept.values(), default=NO_VERSION)
 
     def _within_grace(self, version: Version) -> bool:
         return physical_ms(version[0]) + self.tombstone_grace_ms > self._clock.now_ms()
@@ -541,9 +557,9 @@ class Store:
                 self._note(key)
                 del self._tombstones[key]
                 self._discard_from_bucket(key)
-        for pattern, version in list(self.pattern_removals.items()):
-            if physical_ms(version[0]) <= horizon:
-                del self.pattern_removals[pattern]
+        patterns = self.pattern_removals
+        if any(physical_ms(version[0]) <= horizon for version in patterns.values()):
+            self._keep_patterns({p: v for p, v in patterns.items() if physical_ms(v[0]) > horizon})
 
     def _forget(self, key: str) -> None:
         """Take out whatever the store knows of `key`: entry, tombstone or memo."""
