@@ -452,6 +452,14 @@ async def test_the_whitelist_refuses_other_addresses(node: Node, tmp_path: Path)
     assert refused.replies == b"-ERR 192.168.1.1 is not in the whitelist\r\n"
 
 
+async def until_at_rest(server: RespServer, count: int) -> None:
+    """Wait (5 s at most: real sockets) until `count` connections are at rest in the reactor."""
+    assert server.reactor is not None
+    with trio.fail_after(5):
+        while server.reactor.serving != count:
+            await trio.sleep(0.01)
+
+
 async def test_connections_of_an_address_the_whitelist_drops_are_closed(
     node: Node, tmp_path: Path
 ) -> None:
@@ -469,9 +477,7 @@ async def test_connections_of_an_address_the_whitelist_drops_are_closed(
             assert await stream.receive_some() == b"+PONG\r\n"
         # One at rest in the reactor, one in its own task waiting for the end of a frame.
         await streams[1].send_all(b"*1\r\n$4\r\nPI")
-        assert server.reactor is not None
-        while server.reactor.serving != 1:
-            await trio.sleep(0.01)
+        await until_at_rest(server, 1)
         path.write_text('{"allowed_nodes": ["10.0.0.0/8"]}')
         server.reload_whitelist()  # as the listener does every second
         for stream in streams:
@@ -906,9 +912,7 @@ async def test_the_listener_serves_on_a_socket_and_stops_with_its_nursery(node: 
             await stream.send_all(b"PING\r\n")
             assert await stream.receive_some() == b"+PONG\r\n"
         await idle[0].send_all(b"*1\r\n$4\r\nPI")
-        assert server.reactor is not None
-        while server.reactor.serving != 2:
-            await trio.sleep(0.01)
+        await until_at_rest(server, 2)
         assert server.connected_clients == 3
         nursery.cancel_scope.cancel()
     # The node stopping closes every connection, and the reactor.
