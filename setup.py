@@ -5,8 +5,7 @@ pure Python; with it, these modules are also built as C extensions (the
 same source), which Python imports in their place (docs/operations.md).
 """
 
-import os
-
+from phoenix_build import compiling  # the build backend (backend-path), already loaded
 from setuptools import setup
 
 # A RESP command's path, from the bytes to the store and back.
@@ -22,7 +21,7 @@ COMPILED = [
 ]
 
 ext_modules = []
-if os.environ.get("PHOENIX_COMPILE") == "1":
+if compiling():
     from mypyc.build import mypycify
 
     ext_modules = mypycify(COMPILED, opt_level="3", group_name="phoenix")

@@ -4,7 +4,8 @@ With PHOENIX_COMPILE=1 in the environment, setup.py compiles the hot
 modules with mypyc (docs/operations.md, "The compiled build"). mypyc is
 part of mypy, and type-checks what it compiles against the modules it
 imports: so the build needs mypy and the project's own dependencies then,
-and nothing more otherwise.
+and nothing more otherwise. Unset, empty or 0 builds pure Python; any other
+value is refused (`compiling`).
 """
 
 from __future__ import annotations
@@ -19,8 +20,22 @@ from setuptools.build_meta import *  # noqa: F403 (the rest of the backend, as i
 MYPYC = "mypy==2.4.1"
 
 
+def compiling() -> bool:
+    """Whether PHOENIX_COMPILE asks for the compiled build (setup.py asks it too).
+
+    Only 1 does; unset, empty or 0 is the pure build. Anything else ("true",
+    "yes") stops the build, rather than quietly building pure Python.
+    """
+    value = os.environ.get("PHOENIX_COMPILE", "")
+    if value not in ("", "0", "1"):
+        raise SystemExit(
+            f"PHOENIX_COMPILE must be 1 (the compiled build) or 0 (pure Python), not {value!r}"
+        )
+    return value == "1"
+
+
 def _compile_requires() -> list[str]:
-    if os.environ.get("PHOENIX_COMPILE") != "1":
+    if not compiling():
         return []
     with open("pyproject.toml", "rb") as file:
         dependencies: list[str] = tomllib.load(file)["project"]["dependencies"]
