@@ -124,6 +124,67 @@ async def test_long_replies_go_out_in_batches_before_the_next_commands_run(
     assert sorted(set(session.processed)) == [1 + 3, 1 + 6, 1 + 7]
 
 
+# One reply holds at most max_cost bytes of values (MGET), or that plus what its
+# commands carried (EXEC): values of distinct keys never add up to more.
+TOO_LARGE_MGET = (
+    b"-ERR reply too large: its values would add up to more than max_cost (%d bytes)\r\n"
+)
+TOO_LARGE_EXEC = (
+    b"-ERR reply too large: the transaction's replies would be larger than its "
+    b"commands by more than max_cost (%d bytes)\r\n"
+)
+
+
+def small_store(clock: FakeClock) -> tuple[RespServer, bytes]:
+    """A listener whose store holds at most 16 KiB, with a value of 1 KiB at "big"."""
+    config = Config(node_id="n", num_counters=1000, max_value_size=1024, max_cost=16 * 1024)
+    server = RespServer(Node(config, clock=clock))
+    value = b"v" * 1024
+    assert server.node.set("big", value, "application/octet-stream", 0)
+    return server, value
+
+
+async def test_an_mget_that_repeats_a_key_past_max_cost_is_refused(clock: FakeClock) -> None:
+    server, value = small_store(clock)
+    # 16 values of 1 KiB fill max_cost: an MGET of distinct keys could hold
+    # them, so it is answered; a 17th can only be a repeated key.
+    at_most = resp.bulk_array([b"MGET", *[b"big"] * 16, b"missing"])
+    past = resp.bulk_array([b"MGET", *[b"big"] * 17])
+    session = await converse(server, at_most + past + b"GET big\r\n")
+    assert session.replies == (
+        resp.bulk_array([*[value] * 16, None]) + TOO_LARGE_MGET % (16 * 1024) + resp.bulk(value)
+    )
+
+
+async def test_exec_refuses_the_commands_that_would_take_its_reply_past_max_cost(
+    clock: FakeClock,
+) -> None:
+    server, value = small_store(clock)
+    refused = TOO_LARGE_EXEC % (16 * 1024)
+    gets = 64
+    transaction = b"MULTI\r\n" + b"GET big\r\n" * gets + b"SET after 1\r\nEXEC\r\nGET after\r\n"
+    replies = (await converse(server, transaction)).replies
+    head = b"+OK\r\n" + b"+QUEUED\r\n" * (gets + 1) + b"*%d\r\n" % (gets + 1)
+    assert replies.startswith(head)
+    answered = replies.count(resp.bulk(value))
+    # Each GET is answered until the replies reach the bound, the rest are
+    # refused (without building their replies); the other commands run.
+    assert 16 <= answered < gets
+    assert replies == head + resp.bulk(value) * answered + refused * (gets - answered) + (
+        b"+OK\r\n$1\r\n1\r\n"
+    )
+    # An MGET in a transaction counts its values; INFO, with no value, its reply.
+    mget = resp.bulk_array([b"MGET", *[b"big"] * 16])
+    transaction = b"MULTI\r\n" + mget * 2 + b"EXEC\r\n"
+    replies = (await converse(server, transaction)).replies
+    assert replies == b"+OK\r\n" + b"+QUEUED\r\n" * 2 + b"*2\r\n" + (
+        resp.bulk_array([value] * 16) + refused
+    )
+    transaction = b"MULTI\r\n" + b"INFO\r\n" * gets + b"EXEC\r\n"
+    replies = (await converse(server, transaction)).replies
+    assert replies.endswith(refused) and replies.count(b"redis_version:") >= 8
+
+
 def hello_reply(protocol: int, client_id: int = 1) -> bytes:
     """HELLO's exact reply: a RESP3 map, or under RESP2 the same pairs in a flat array."""
     header = b"%7\r\n" if protocol == 3 else b"*14\r\n"

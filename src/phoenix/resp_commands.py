@@ -75,6 +75,9 @@ class Spec:
     # A container command's subcommands, by lower-case name, with their
     # arities: checked before the command runs or is queued, as in Redis.
     subcommands: Mapping[bytes, int] | None = None
+    # For a command whose reply holds stored values: their bytes, found
+    # without building the reply, so EXEC refuses it before it runs (_exec).
+    reply_values: Callable[[Session, Command], int] | None = None
 
 
 def parse_integer(raw: bytes, message: str = NOT_INTEGER) -> int:
@@ -239,6 +242,16 @@ def _exec(session: Session, command: Command) -> bytes:
 
     Commands run synchronously on the node's one thread, so nothing else (no
     other connection, no replicated write) is applied between them.
+
+    The reply is bounded, as MGET's is by max_cost: the replies may be larger
+    than the queued commands (as command_size counts them) by max_cost bytes
+    at most. A command that would take them past is refused with an error in
+    its place, as Redis answers a command that fails inside EXEC, and the
+    others run. One whose reply holds stored values is refused before it
+    runs, so it neither builds its reply nor changes anything; any other
+    once its reply is built, which only a long reply can be refused for
+    (KEYS, SCAN, INFO ..., which change nothing): a short one is smaller than
+    its command.
     """
     queued, failed = session.transaction, session.transaction_failed
     if queued is None:
@@ -246,7 +259,68 @@ def _exec(session: Session, command: Command) -> bytes:
     session.transaction = None
     if failed:
         refuse("EXECABORT Transaction discarded because of previous errors.")
-    return resp.array([session.run_command(spec, command) for spec, command in queued])
+    limit = session.node.store.max_cost
+    too_large = resp.error(
+        "ERR reply too large: the transaction's replies would be larger than its "
+        f"commands by more than max_cost ({limit} bytes)"
+    )
+    replies: list[bytes] = []
+    excess = 0  # how much larger the replies answered are than their commands
+    for spec, each in queued:
+        allowance = command_size(each)
+        values = spec.reply_values
+        if values is not None and excess + values(session, each) - allowance > limit:
+            replies.append(too_large)
+            continue
+        reply = session.run_command(spec, each)
+        if values is None and excess + len(reply) - allowance > limit:
+            replies.append(too_large)
+            continue
+        excess += len(reply) - allowance
+        replies.append(reply)
+    return resp.array(replies)
+
+
+# What a queued command holds beyond its arguments' bytes, per argument and
+# once more per command: about what Python keeps for each (a bytes object
+# and its slot in a list; the command's list and its place in the queue).
+QUEUED_OVERHEAD = 64
+
+
+def command_size(command: Command) -> int:
+    """The bytes a command queued by MULTI holds in memory, about."""
+    return sum(map(len, command)) + QUEUED_OVERHEAD * (len(command) + 1)
+
+
+def stored_size(session: Session, raw_keys: Sequence[bytes]) -> int:
+    """The bytes of the live values of these keys, read without counting a hit."""
+    store = session.node.store
+    size = 0
+    for raw in raw_keys:
+        try:
+            key = raw.decode("utf-8")
+        except UnicodeDecodeError:  # the command refuses it
+            continue
+        entry = store.get(key, record=False)
+        if entry is not None:
+            size += len(entry.value)
+    return size
+
+
+def _key_value(session: Session, command: Command) -> int:
+    """GET, GETEX, GETDEL, GETSET: the reply holds the key's value."""
+    return stored_size(session, command[1:2])
+
+
+def _set_old_value(session: Session, command: Command) -> int:
+    """SET ... GET: the reply holds the key's old value."""
+    if any(option.upper() == b"GET" for option in command[3:]):
+        return stored_size(session, command[1:2])
+    return 0
+
+
+def _mget_values(session: Session, command: Command) -> int:
+    return stored_size(session, command[1:])
 
 
 def _discard(session: Session, command: Command) -> bytes:
@@ -560,9 +634,17 @@ def _append(session: Session, command: Command) -> bytes:
 
 
 def _mget(session: Session, command: Command) -> bytes:
+    """The values of the keys, refused past max_cost bytes of them: distinct keys
+    never hold more (the store holds at most that), so only a key repeated can,
+    and a command of 7 MB could otherwise ask for a reply of a TiB."""
     keys = [session.key_of(raw) for raw in command[1:]]
     entries = [session.node.get(key) for key in keys]
     values = [None if entry is None else entry.value for entry in entries]
+    max_cost = session.node.store.max_cost
+    if sum(len(value) for value in values if value is not None) > max_cost:
+        refuse(
+            f"ERR reply too large: its values would add up to more than max_cost ({max_cost} bytes)"
+        )
     return resp.bulk_array(values, session.protocol)
 
 
@@ -787,17 +869,17 @@ COMMANDS: dict[bytes, Spec] = {  # by lower-case name
     b"flushall": Spec(_flush, -1, "/flush"),
     b"flushdb": Spec(_flush, -1, "/flush"),
     # Strings.
-    b"get": Spec(_get, 2, reads=True),
-    b"set": Spec(_set, -3, "/set"),
+    b"get": Spec(_get, 2, reads=True, reply_values=_key_value),
+    b"set": Spec(_set, -3, "/set", reply_values=_set_old_value),
     b"setnx": Spec(_setnx, 3, "/set"),
     b"setex": Spec(_setex(b"EX", "setex"), 4, "/set"),
     b"psetex": Spec(_setex(b"PX", "psetex"), 4, "/set"),
-    b"getset": Spec(_getset, 3, "/set"),
-    b"getdel": Spec(_getdel, 2, "/remove", reads=True),
-    b"getex": Spec(_getex, -2, "/set", reads=True),
+    b"getset": Spec(_getset, 3, "/set", reply_values=_key_value),
+    b"getdel": Spec(_getdel, 2, "/remove", reads=True, reply_values=_key_value),
+    b"getex": Spec(_getex, -2, "/set", reads=True, reply_values=_key_value),
     b"strlen": Spec(_strlen, 2, reads=True),
     b"append": Spec(_append, 3, "/set"),
-    b"mget": Spec(_mget, -2, "/getKeys", reads=True),
+    b"mget": Spec(_mget, -2, "/getKeys", reads=True, reply_values=_mget_values),
     b"mset": Spec(_mset, -3, "/setKeys"),
     b"incr": Spec(_increment(1, False), 2, "/set", reads=True),
     b"decr": Spec(_increment(-1, False), 2, "/set", reads=True),
