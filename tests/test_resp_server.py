@@ -185,6 +185,28 @@ async def test_exec_refuses_the_commands_that_would_take_its_reply_past_max_cost
     assert replies.endswith(refused) and replies.count(b"redis_version:") >= 8
 
 
+async def test_a_multi_queue_past_max_pending_is_refused_and_exec_aborts(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # max_pending is then 4 bulk strings' worth: 4 x (1 KiB + 64 KiB).
+    monkeypatch.setattr(resp_server, "MIN_PENDING", 0)
+    server, _ = small_store(clock)
+    limit = server.limits.max_pending
+    refused = b"-ERR transaction too large: the queued commands would hold more than %d bytes\r\n"
+    commands = 2000
+    transaction = b"MULTI\r\nSET written 1\r\n" + b"GET big\r\n" * commands + b"EXEC\r\n"
+    replies = (await converse(server, transaction + b"GET written\r\n")).replies
+    queued = replies.count(b"+QUEUED\r\n")
+    assert 500 < queued < commands
+    assert (
+        replies
+        == b"+OK\r\n"
+        + b"+QUEUED\r\n" * queued
+        + (refused % limit) * (commands + 1 - queued)
+        + b"-EXECABORT Transaction discarded because of previous errors.\r\n$-1\r\n"
+    )
+
+
 def hello_reply(protocol: int, client_id: int = 1) -> bytes:
     """HELLO's exact reply: a RESP3 map, or under RESP2 the same pairs in a flat array."""
     header = b"%7\r\n" if protocol == 3 else b"*14\r\n"

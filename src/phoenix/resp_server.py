@@ -51,6 +51,7 @@ from phoenix.resp_commands import (
     Refusal,
     Spec,
     check_subcommand,
+    command_size,
     parse_integer,
     refuse,
     unknown_command,
@@ -330,8 +331,10 @@ class Session:
         # replies depend on it (resp.null, resp.bulk, resp.mapping).
         self.protocol = 2
         self.closing = False
-        # Between MULTI and EXEC: the queued commands, and whether one was refused.
+        # Between MULTI and EXEC: the queued commands, the bytes they hold
+        # (command_size) and whether one was refused.
         self.transaction: list[tuple[Spec, Command]] | None = None
+        self.transaction_size = 0
         self.transaction_failed = False
         # Received bytes of an incomplete command, waiting for the rest, and
         # how far that command's array was read.
@@ -509,7 +512,8 @@ class Session:
         """The reply to one command; never raises for anything the client sent.
 
         Inside MULTI, a command that passes the checks is queued for EXEC;
-        one that fails them makes EXEC discard the transaction, as in Redis.
+        one that fails them makes EXEC discard the transaction, as in Redis,
+        and so does one that would take the queue past max_pending bytes.
         """
         self.server.commands_processed += 1
         word = command[0]
@@ -536,6 +540,17 @@ class Session:
                 self.transaction_failed = True
             return resp.error(str(refusal))
         if self.transaction is not None and word.lower() not in TRANSACTION_CONTROL:
+            # The queue holds what an incomplete command may: unbounded, a
+            # client that never sends EXEC grew it for as long as it sent.
+            size = self.transaction_size + command_size(command)
+            limit = self.server.limits.max_pending
+            if size > limit:
+                self.transaction_failed = True
+                return resp.error(
+                    "ERR transaction too large: the queued commands would hold more than "
+                    f"{limit} bytes"
+                )
+            self.transaction_size = size
             self.transaction.append((spec, command))
             return QUEUED
         return self.run_command(spec, command)
