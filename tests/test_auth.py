@@ -217,6 +217,10 @@ def test_a_relative_key_file_is_found_from_the_config_files_folder(
     ("settings", "expected"),
     [
         ({"read_write_keys": ["short"]}, "at least 16 characters"),
+        # A key travels in a header, which carries printable ASCII: over HTTP
+        # this one could never match.
+        ({"read_only_keys": ["schlüssel-für-leser"]}, "printable ASCII"),
+        ({"cluster_key": "tab\tin-the-middle-of-it"}, "printable ASCII"),
         ({"read_write_keys": ["env:PHOENIX_NO_SUCH_VARIABLE"]}, "is not set"),
         ({"cluster_key": "file:/no/such/file"}, "cannot read key file '/no/such/file'"),
         ({"certfile": "cert.pem"}, "'certfile' and 'keyfile' go together"),

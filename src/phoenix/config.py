@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from phoenix.errors import ConfigError
+from phoenix.errors import ConfigError, header_text
 
 # write_timeout bounds each piece this long of an answer, not the whole:
 # a client that reads slowly but steadily is not cut off (HTTP and RESP).
@@ -261,6 +261,8 @@ def _secret(value: Any, folder: Path = Path()) -> str:
     text = text.strip()
     if len(text) < 16:
         raise ValueError("a key must be at least 16 characters long")
+    if not header_text(text):  # one that is not could never match over HTTP
+        raise ValueError("a key must be printable ASCII: it is sent in a header")
     return text
 
 
