@@ -6,6 +6,7 @@ import httpx
 import trio
 from prometheus_client.parser import text_string_to_metric_families
 
+import phoenix
 from cluster_harness import cluster, contents, settle
 from phoenix.app import create_app
 from phoenix.clock import FakeClock
@@ -42,6 +43,8 @@ async def test_metrics_count_what_the_node_did(client: httpx.AsyncClient) -> Non
     assert metrics[("phoenix_removes_total", ())] == 1
     assert metrics[("phoenix_items", ())] == 0
     assert metrics[("phoenix_bytes_max", ())] > 0
+    build = (("build", phoenix.build()), ("version", phoenix.__version__))
+    assert metrics[("phoenix_build_info", build)] == 1
     assert metrics[("phoenix_requests_total", (("route", "/get"), ("status", "200")))] == 1
     assert metrics[("phoenix_requests_total", (("route", "/get"), ("status", "404")))] == 1
     # Unknown paths share one label value, whatever they are.

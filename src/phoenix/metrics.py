@@ -20,6 +20,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from phoenix import __version__, build
 from phoenix.histogram import Histogram
 from phoenix.limits import ASGIApp, Message, Receive, Scope, Send
 from phoenix.node import Node
@@ -96,6 +97,13 @@ class NodeCollector(Collector):
         yield GaugeMetricFamily(
             "phoenix_ready", "1 once start-up recovery is done", value=node.ready
         )
+        info = GaugeMetricFamily(
+            "phoenix_build_info",
+            "1, labelled with the version and the build",
+            labels=["version", "build"],
+        )
+        info.add_metric([__version__, build()], 1)
+        yield info
         up = GaugeMetricFamily("phoenix_peer_up", "1 when the peer answers", labels=["peer"])
         depth = GaugeMetricFamily(
             "phoenix_outbox_depth", "Writes queued for a peer", labels=["peer"]
