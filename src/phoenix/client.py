@@ -26,8 +26,8 @@ What the node or the network does raises a PhoenixClientError (phoenix.errors
 has the tree; the classes can be imported from here too): Unavailable when no
 node answered, AuthError, NotFound (from `ttl`), RequestRejected,
 WriteNotAcknowledged. Arguments are checked before any request: a wrong type
-raises TypeError, a bad value ValueError (a key that UTF-8 cannot carry, a
-timeout that is not a number of seconds above 0). A value that `get_str` or
+raises TypeError, a bad value ValueError (an empty key, a key that UTF-8
+cannot carry, a timeout that is not a number of seconds above 0). A value that `get_str` or
 `get_json` cannot decode raises what `bytes.decode` and `json.loads` would
 (UnicodeDecodeError, json.JSONDecodeError: ValueErrors), naming the key; a
 call on a closed client raises RuntimeError.
@@ -114,6 +114,15 @@ def _text(text: object, argument: str) -> str:
     return text
 
 
+def _key(key: object, argument: str = "key") -> str:
+    """`key`, if it is a str that UTF-8 can carry and not empty: the node has
+    no empty key, and refused one as "parameter 'key' is required"."""
+    text = _text(key, argument)
+    if not text:
+        raise ValueError(f"{argument} must not be empty")
+    return text
+
+
 def _utf8(text: str, argument: str) -> bytes:
     """`text` as UTF-8; ValueError for a lone surrogate, which UTF-8 cannot
     carry (the node refuses such a key: "key must be valid UTF-8")."""
@@ -169,7 +178,7 @@ class _Call(Generic[T]):
 
 
 def _call_get(key: str) -> _Call[bytes | None]:
-    params = {"key": _text(key, "key")}
+    params = {"key": _key(key)}
     return _Call("GET", "/get", _parse_value, params=params, round_robin=True)
 
 
@@ -210,7 +219,7 @@ def _not_text(error: UnicodeDecodeError, key: str) -> UnicodeDecodeError:
 
 def _call_exists(key: str) -> _Call[bool]:
     # HEAD: the node answers the status of /get without sending the value.
-    params = {"key": _text(key, "key")}
+    params = {"key": _key(key)}
     return _Call("HEAD", "/get", _parse_found, params=params, round_robin=True)
 
 
@@ -221,7 +230,7 @@ def _call_ttl(key: str) -> _Call[float | None]:
         expires_in = _parse_json(response)["expires_in"]
         return None if expires_in is None else float(expires_in)
 
-    params = {"key": _text(key, "key")}
+    params = {"key": _key(key)}
     return _Call("GET", "/trygetwithexpire", parse, params=params, round_robin=True)
 
 
@@ -243,7 +252,7 @@ def _call_get_many(keys: Iterable[str]) -> _Call[dict[str, bytes]]:
 def _call_set(
     key: str, value: Value, ttl: int, content_type: str | None, sync: int | None
 ) -> _Call[bool]:
-    key = _text(key, "key")
+    key = _key(key)
     checked = _value(value, "value")
     if isinstance(checked, str):
         content = checked.encode("utf-8")
@@ -266,7 +275,7 @@ def _call_set_many(mapping: Mapping[str, Value], ttl: int, sync: int | None) -> 
             f"not {type(mapping).__name__}"
         )
     values = {
-        _text(key, "each key of mapping"): _value(value, f"mapping[{key!r}]")
+        _key(key, "each key of mapping"): _value(value, f"mapping[{key!r}]")
         for key, value in mapping.items()
     }
     body = {
@@ -284,7 +293,7 @@ def _call_set_many(mapping: Mapping[str, Value], ttl: int, sync: int | None) -> 
 
 
 def _call_delete(key: str, sync: int | None) -> _Call[bool]:
-    params = _with_sync({"key": _text(key, "key")}, sync)
+    params = _with_sync({"key": _key(key)}, sync)
     return _Call("DELETE", "/remove", _field("removed", bool), params=params)
 
 
