@@ -177,6 +177,11 @@ def test_usage_errors_exit_2(url: str) -> None:
         # Said here, not by the node as "parameter 'key' is required".
         (("get", ""), "phoenix get: error: argument KEY: a key must not be empty"),
         (("del", ""), "phoenix del: error: argument KEY: a key must not be empty"),
+        (
+            ("keys", ""),
+            "phoenix keys: error: argument PATTERN: a pattern must not be empty "
+            "(omit it to list every key)",
+        ),
     ],
 )
 def test_usage_errors_name_the_command(url: str, args: tuple[str, ...], message: str) -> None:

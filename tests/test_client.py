@@ -426,6 +426,10 @@ BAD_ARGUMENTS: list[tuple[str, tuple[Any, ...], type[Exception], str]] = [
         ]
     ],
     ("set_many", ({"a": "v", "": "v"},), ValueError, "each key of mapping must not be empty"),
+    # An empty pattern: keys(p) lists what delete_pattern(p) would remove, and
+    # the node refuses to remove with an empty one, so neither takes it.
+    ("keys", ("",), ValueError, "pattern must not be empty (keys() lists every key)"),
+    ("delete_pattern", ("",), ValueError, "pattern must not be empty (flush() removes"),
     ("get_many", (["\ud800"],), ValueError, "keys[0] must be valid UTF-8"),
     ("set", ("k", "x\ud800"), ValueError, "value must be valid UTF-8, but holds a lone surrogate"),
     ("set_many", ({"k": "x\udfff"},), ValueError, "mapping['k'] must be valid UTF-8"),

@@ -247,7 +247,7 @@ def add_client_parsers(commands: argparse._SubParsersAction[argparse.ArgumentPar
         "else a substring, as for /removeallkeys.",
     )
     keys.add_argument(
-        "pattern", type=_utf8, nargs="?", default=None, metavar="PATTERN", help="(default: all)"
+        "pattern", type=_pattern, nargs="?", default=None, metavar="PATTERN", help="(default: all)"
     )
 
     add("flush", _flush, "remove every key, on every node")
@@ -463,6 +463,14 @@ def _key(text: str) -> str:
     """A key from the command line: valid UTF-8, and not empty."""
     if not text:
         raise argparse.ArgumentTypeError("a key must not be empty")
+    return _utf8(text)
+
+
+def _pattern(text: str) -> str:
+    """A pattern from the command line: valid UTF-8, and not empty (the
+    client refuses an empty one, which /removeallkeys refuses too)."""
+    if not text:
+        raise argparse.ArgumentTypeError("a pattern must not be empty (omit it to list every key)")
     return _utf8(text)
 
 

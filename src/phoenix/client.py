@@ -26,8 +26,8 @@ What the node or the network does raises a PhoenixClientError (phoenix.errors
 has the tree; the classes can be imported from here too): Unavailable when no
 node answered, AuthError, NotFound (from `ttl`), RequestRejected,
 WriteNotAcknowledged. Arguments are checked before any request: a wrong type
-raises TypeError, a bad value ValueError (an empty key, a key that UTF-8
-cannot carry, a timeout that is not a number of seconds above 0). A value that `get_str` or
+raises TypeError, a bad value ValueError (an empty key or pattern, a key that
+UTF-8 cannot carry, a timeout that is not a number of seconds above 0). A value that `get_str` or
 `get_json` cannot decode raises what `bytes.decode` and `json.loads` would
 (UnicodeDecodeError, json.JSONDecodeError: ValueErrors), naming the key; a
 call on a closed client raises RuntimeError.
@@ -120,6 +120,17 @@ def _key(key: object, argument: str = "key") -> str:
     text = _text(key, argument)
     if not text:
         raise ValueError(f"{argument} must not be empty")
+    return text
+
+
+def _pattern(pattern: object, instead: str) -> str:
+    """`pattern`, if it is a str that UTF-8 can carry and not empty. An empty
+    one would match every key, and the node refuses to remove with it, so
+    `keys` refuses it too: `keys(p)` lists what `delete_pattern(p)` removes.
+    `instead` says how to reach every key."""
+    text = _text(pattern, "pattern")
+    if not text:
+        raise ValueError(f"pattern must not be empty ({instead})")
     return text
 
 
@@ -301,7 +312,7 @@ def _call_delete_pattern(pattern: str, sync: int | None) -> _Call[list[str]]:
     def parse(response: httpx.Response) -> list[str]:
         return [str(key) for key in _parse_json(response)]
 
-    params = _with_sync({"key": _text(pattern, "pattern")}, sync)
+    params = _with_sync({"key": _pattern(pattern, "flush() removes every key")}, sync)
     return _Call("DELETE", "/removeallkeys", parse, params=params)
 
 
@@ -342,7 +353,9 @@ class _Listing:
     """
 
     def __init__(self, pattern: str | None) -> None:
-        self.match = _matcher(None if pattern is None else _text(pattern, "pattern"))
+        if pattern is not None:
+            pattern = _pattern(pattern, "keys() lists every key")
+        self.match = _matcher(pattern)
         self.cursor = 0
         self.node: str | None = None
         self.done = False
@@ -860,7 +873,8 @@ class PhoenixClient:
 
         A pattern with `*`, `?` or `[` is a glob (case-sensitive, `*` matches
         any character, `/` and `:` too); any other pattern matches the keys
-        that contain it, as in the original PhoenixCache.
+        that contain it, as in the original PhoenixCache. An empty pattern is
+        a ValueError (`flush` removes every key).
         """
         return self._send(_call_delete_pattern(pattern, sync))
 
@@ -871,7 +885,8 @@ class PhoenixClient:
     def keys(self, pattern: str | None = None) -> Iterator[str]:
         """Every key, or those matching `pattern` (the rule of `delete_pattern`),
         fetched page by page as the iteration goes on. A key that is there for
-        the whole walk is listed exactly once."""
+        the whole walk is listed exactly once. An empty pattern is a
+        ValueError, as for `delete_pattern`: leave it out to list every key."""
         listing = _Listing(pattern)
         while not listing.done:
             yield from listing.take(self._send(listing.next_page()))
