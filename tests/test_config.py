@@ -59,6 +59,10 @@ def test_zero_heartbeat_and_retries_mean_default_as_in_the_original(tmp_path: Pa
     assert config.max_retries_to_disabled_node == Config().max_retries_to_disabled_node
 
 
+def test_a_port_with_leading_zeros_is_its_number(tmp_path: Path) -> None:
+    assert Config.load(write(tmp_path, '{"port": ":000080"}')).port_number == 80
+
+
 def test_ipv6_port_binds_in_brackets(tmp_path: Path) -> None:
     config = Config.load(write(tmp_path, '{"port": "[::1]:9000"}'))
     assert config.host == "::1"
@@ -75,7 +79,11 @@ def test_ipv6_port_binds_in_brackets(tmp_path: Path) -> None:
         ('{"max_cost": 1.5}', "'max_cost': must be an integer"),
         ('{"port": 8080}', "'port': must be a string"),
         ('{"port": "8080"}', "'port': must look like"),
-        ('{"port": ":99999"}', "'port': must look like"),
+        # A port out of range says so, not that the setting is misshapen.
+        ('{"port": ":99999"}', "'port': the port must be from 1 to 65535, got 99999"),
+        ('{"port": "localhost:0"}', "'port': the port must be from 1 to 65535, got 0"),
+        ('{"port": "[::1]:65536"}', "'port': the port must be from 1 to 65535, got 65536"),
+        ('{"port": ":' + "9" * 5000 + '"}', "'port': the port must be from 1 to 65535, got 99999"),
         ('{"peers": "http://a"}', "'peers': must be a list"),
         ('{"peers": ["ftp://a"]}', "'peers': 'ftp://a' is not an http"),
         ('{"node_id": "a b"}', "'node_id': must be at most 64"),

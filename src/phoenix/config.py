@@ -215,8 +215,14 @@ def _string(value: Any) -> str:
 def _port(value: Any) -> str:
     text = _string(value)
     host, colon, number = text.rpartition(":")
-    if not colon or not (number.isascii() and number.isdigit()) or not 0 < int(number) < 65536:
+    if not colon or not (number.isascii() and number.isdigit()):
         raise ValueError(f'must look like ":8080" or "host:8080", got {text!r}')
+    # Well formed but out of range says so; the length check keeps int() from
+    # a number of thousands of digits (it refuses those past 4,300).
+    significant = number.lstrip("0")
+    if len(significant) > 5 or not 1 <= int(significant or "0") <= 65535:
+        shown = number if len(number) <= 10 else f"{number[:10]}... ({len(number)} digits)"
+        raise ValueError(f"the port must be from 1 to 65535, got {shown}")
     if host.startswith("[") != host.endswith("]"):
         raise ValueError(f"unbalanced brackets in {text!r}")
     return text
