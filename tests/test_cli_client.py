@@ -10,6 +10,7 @@ from __future__ import annotations
 import doctest
 import os
 import re
+import selectors
 import subprocess
 import time
 from collections.abc import Iterator
@@ -123,10 +124,45 @@ def test_options_may_come_between_the_key_and_the_value(url: str, cache: Phoenix
 
 def test_set_reads_stdin_and_get_writes_the_raw_bytes(url: str) -> None:
     value = bytes(range(256)) + b"\r\n\x00"
-    assert phoenix(url, "set", "blob", stdin=value).returncode == 0
+    stored = phoenix(url, "set", "blob", stdin=value)
+    # Not a terminal: nothing said, as for any filter.
+    assert (stored.returncode, stored.stderr) == (0, b"")
     got = phoenix(url, "get", "blob")
     assert got.returncode == 0
     assert got.stdout == value
+
+
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
+def test_set_from_a_terminal_says_it_reads_until_end_of_file(
+    url: str, cache: PhoenixClient
+) -> None:
+    """A user who types `phoenix set KEY` is told what it waits for, then can type the value."""
+    terminal, its_stdin = os.openpty()
+    process = subprocess.Popen(
+        phoenix_command("set", "typed"),
+        stdin=its_stdin,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=environment(url),
+    )
+    os.close(its_stdin)
+    try:
+        assert process.stderr is not None
+        with selectors.DefaultSelector() as selector:
+            selector.register(process.stderr, selectors.EVENT_READ)
+            # Said before it reads: nothing is typed until the line is there.
+            assert selector.select(COMMAND_TIMEOUT), "no word on stderr while waiting for stdin"
+        hint = process.stderr.readline().decode()
+        assert hint.startswith("phoenix: reading the value of typed from stdin until end of file")
+        assert "Ctrl-D" in hint
+        os.write(terminal, b"typed value\n\x04")  # a line, then Ctrl-D at the start of the next
+        stdout, stderr = process.communicate(timeout=COMMAND_TIMEOUT)
+    finally:
+        os.close(terminal)
+        process.kill()
+        process.wait()
+    assert (process.returncode, stdout, stderr) == (0, b"", b"")
+    assert cache.get("typed") == b"typed value\n"
 
 
 def test_get_of_a_missing_key_exits_1(url: str) -> None:

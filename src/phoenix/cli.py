@@ -216,7 +216,13 @@ def add_client_parsers(commands: argparse._SubParsersAction[argparse.ArgumentPar
     get = add("get", _get, "print a key's value", "Writes the raw bytes; exits 1 when not found.")
     get.add_argument("key", type=_key, metavar="KEY", help="the key")
 
-    set_ = add("set", _set, "store a value", "Reads the value from stdin when VALUE is omitted.")
+    set_ = add(
+        "set",
+        _set,
+        "store a value",
+        "Reads the value from stdin when VALUE is omitted, until end of file "
+        "(on a terminal: Ctrl-D on a line of its own).",
+    )
     set_.add_argument("key", type=_key, metavar="KEY", help="the key")
     set_.add_argument(
         "value", nargs="?", default=None, metavar="VALUE", help="the value (default: stdin)"
@@ -311,10 +317,26 @@ def _get(client: PhoenixClient, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# What ends the input on a terminal (a second Ctrl-D when the line holds text).
+_EOF_KEYS = "Ctrl-Z and Enter" if os.name == "nt" else "Ctrl-D on a line of its own"
+
+
 def _set(client: PhoenixClient, args: argparse.Namespace) -> int:
     # Bytes either way: stdin as it comes, an argument as the shell gave it.
     if args.value is None:
-        value = _stream(sys.stdin, "input").buffer.read()
+        stdin = _stream(sys.stdin, "input")
+        if stdin.isatty():
+            # Else a user who left VALUE out sees a command that seems to
+            # hang. Said, not refused: typing a secret here keeps it out of
+            # the shell's history (gpg says "Go ahead and type your message").
+            print(
+                f"phoenix: reading the value of {args.key} from stdin until end of file: "
+                f"type it, then {_EOF_KEYS} (the newline before it is part of the value); "
+                "Ctrl-C cancels",
+                file=sys.stderr,
+                flush=True,
+            )
+        value = stdin.buffer.read()
     else:
         value = os.fsencode(args.value)
     if not client.set(args.key, value, ttl=args.ttl, content_type=args.content_type):
