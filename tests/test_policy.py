@@ -89,6 +89,25 @@ def test_window_fraction_must_be_below_one(fraction: float) -> None:
         Policy(100, 100, 4, window_fraction=fraction)
 
 
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"window_fraction": 1}, "window_fraction must be in [0, 1), not 1.0"),
+        ({"window_fraction": True}, "window_fraction must be in [0, 1), not 1.0"),
+        ({"max_cost": False}, "max_cost must be a positive int, not 0"),
+    ],
+)
+def test_a_refused_argument_is_shown_alike_on_both_builds(
+    arguments: dict[str, object], message: str
+) -> None:
+    # Compiled (mypyc), an int passed for a float parameter arrives as a float and
+    # a bool for an int one as an int: the message used to say "not 1" in the pure
+    # build and "not 1.0" in the compiled one.
+    with pytest.raises(ValueError) as raised:
+        Policy(**{"max_cost": 100, "num_counters": 100, "buffer_items": 4, **arguments})  # type: ignore[arg-type]
+    assert str(raised.value) == message
+
+
 def test_negative_cost_is_refused() -> None:
     policy = Policy(100, 100, 4)
     with pytest.raises(ValueError, match="cost"):

@@ -279,10 +279,12 @@ class Policy(Generic[NodeT]):
         ):
             # The types are the annotations' (mypy checks the callers; the
             # compiled build, docs/operations.md, checks them at the call).
+            # The numbers as the compiled build sees them: it has made a bool
+            # an int, and an int window_fraction a float, by the time they get here.
             if value < 1:
-                raise ValueError(f"{name} must be a positive int, not {value!r}")
+                raise ValueError(f"{name} must be a positive int, not {int(value)}")
         if not 0.0 <= window_fraction < 1.0:
-            raise ValueError(f"window_fraction must be in [0, 1), not {window_fraction!r}")
+            raise ValueError(f"window_fraction must be in [0, 1), not {float(window_fraction)}")
         self.max_cost = max_cost
         # As Caffeine splits it: the main area gets the floor of its share and
         # the window the rest, so even a cache of 1 has a window of 1.
