@@ -362,20 +362,23 @@ def test_unusable_urls_are_refused_at_once(urls: str | list[str]) -> None:
 
 VALUE_TYPES = "bytes, bytearray, memoryview or str (set_json stores other objects as JSON)"
 
+# The methods that take one key first, with the arguments that follow it.
+KEY_METHODS: list[tuple[str, tuple[Any, ...]]] = [
+    ("get", ()),
+    ("get_str", ()),
+    ("get_json", ()),
+    ("exists", ()),
+    ("ttl", ()),
+    ("set", ("v",)),
+    ("set_json", ({},)),
+    ("delete", ()),
+]
+
 # (method, arguments, exception, what its message says), for both clients.
 BAD_ARGUMENTS: list[tuple[str, tuple[Any, ...], type[Exception], str]] = [
     *[
         (method, (b"k", *rest), TypeError, "key must be a str, not bytes")
-        for method, rest in [
-            ("get", ()),
-            ("get_str", ()),
-            ("get_json", ()),
-            ("exists", ()),
-            ("ttl", ()),
-            ("set", ("v",)),
-            ("set_json", ({},)),
-            ("delete", ()),
-        ]
+        for method, rest in KEY_METHODS
     ],
     ("get", (5,), TypeError, "key must be a str, not int"),
     ("get_many", (["ok", b"k"],), TypeError, "keys[1] must be a str, not bytes"),
@@ -412,19 +415,7 @@ BAD_ARGUMENTS: list[tuple[str, tuple[Any, ...], type[Exception], str]] = [
         ]
     ],
     # An empty key: said here, not by the node as "parameter 'key' is required".
-    *[
-        (method, ("", *rest), ValueError, "key must not be empty")
-        for method, rest in [
-            ("get", ()),
-            ("get_str", ()),
-            ("get_json", ()),
-            ("exists", ()),
-            ("ttl", ()),
-            ("set", ("v",)),
-            ("set_json", ({},)),
-            ("delete", ()),
-        ]
-    ],
+    *[(method, ("", *rest), ValueError, "key must not be empty") for method, rest in KEY_METHODS],
     ("set_many", ({"a": "v", "": "v"},), ValueError, "each key of mapping must not be empty"),
     # An empty pattern: keys(p) lists what delete_pattern(p) would remove, and
     # the node refuses to remove with an empty one, so neither takes it.
