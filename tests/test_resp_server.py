@@ -535,6 +535,15 @@ async def test_the_whitelist_refuses_other_addresses(node: Node, tmp_path: Path)
     assert refused.replies == b"-ERR 192.168.1.1 is not in the whitelist\r\n"
 
 
+async def pinged_connections(port: int, count: int) -> list[trio.SocketStream]:
+    """`count` connections to the RESP port on 127.0.0.1, each answered a PING."""
+    streams = [await trio.open_tcp_stream("127.0.0.1", port) for _ in range(count)]
+    for stream in streams:
+        await stream.send_all(b"PING\r\n")
+        assert await stream.receive_some() == b"+PONG\r\n"
+    return streams
+
+
 async def until_at_rest(server: RespServer, count: int) -> None:
     """Wait (5 s at most: real sockets) until `count` connections are at rest in the reactor."""
     assert server.reactor is not None
@@ -551,18 +560,16 @@ async def test_connections_of_an_address_the_whitelist_drops_are_closed(
     path = tmp_path / "whitelist.json"
     path.write_text('{"allowed_nodes": ["127.0.0.1"]}')
     config = attrs.evolve(node.config, port="127.0.0.1:8080", resp_port=free_ports(1)[0])
-    server = RespServer(Node(config), WhitelistFile(path))
+    whitelist = WhitelistFile(path)
+    server = RespServer(Node(config), whitelist)
     async with trio.open_nursery() as nursery:
         await nursery.start(server.serve)
-        streams = [await trio.open_tcp_stream("127.0.0.1", config.resp_port) for _ in range(2)]
-        for stream in streams:
-            await stream.send_all(b"PING\r\n")
-            assert await stream.receive_some() == b"+PONG\r\n"
+        streams = await pinged_connections(config.resp_port, 2)
         # One at rest in the reactor, one in its own task waiting for the end of a frame.
         await streams[1].send_all(b"*1\r\n$4\r\nPI")
         await until_at_rest(server, 1)
         path.write_text('{"allowed_nodes": ["10.0.0.0/8"]}')
-        server.reload_whitelist()  # as the listener does every second
+        whitelist.reload_if_changed()  # as the listener's watch does every second
         for stream in streams:
             with trio.fail_after(5):
                 assert await stream.receive_some() == b""
@@ -990,10 +997,7 @@ async def test_the_listener_serves_on_a_socket_and_stops_with_its_nursery(node: 
             await stream.send_all(b"PING\r\n")
             assert await stream.receive_some() == b"+PONG\r\n"
         # Connections at rest in the reactor, and one waiting for the end of a frame.
-        idle = [await trio.open_tcp_stream("127.0.0.1", config.resp_port) for _ in range(3)]
-        for stream in idle:
-            await stream.send_all(b"PING\r\n")
-            assert await stream.receive_some() == b"+PONG\r\n"
+        idle = await pinged_connections(config.resp_port, 3)
         await idle[0].send_all(b"*1\r\n$4\r\nPI")
         await until_at_rest(server, 2)
         assert server.connected_clients == 3

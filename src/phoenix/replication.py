@@ -96,8 +96,8 @@ class Outbox:
         self.max_bytes = OUTBOX_BYTES
         self.bytes = 0  # the encoded size of what is queued
         self.unfinished = 0  # writes queued or being sent
-        self._finished = trio.Event()
-        self._finished.set()
+        # Made only when `finished` waits: not one per write.
+        self._finished: trio.Event | None = None
 
     @property
     def depth(self) -> int:
@@ -112,8 +112,6 @@ class Outbox:
         except trio.WouldBlock:
             return False
         self.bytes += item.size
-        if not self.unfinished:
-            self._finished = trio.Event()
         self.unfinished += 1
         return True
 
@@ -131,11 +129,16 @@ class Outbox:
     def done(self, count: int) -> None:
         """`count` writes taken by `next_batch` were delivered or given up."""
         self.unfinished -= count
-        if not self.unfinished:
+        if not self.unfinished and self._finished is not None:
             self._finished.set()
+            self._finished = None
 
     async def finished(self) -> None:
         """Wait until nothing is queued or being sent."""
+        if not self.unfinished:
+            return
+        if self._finished is None:
+            self._finished = trio.Event()
         await self._finished.wait()
 
     async def next_batch(self) -> list[Queued]:

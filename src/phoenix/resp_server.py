@@ -58,7 +58,7 @@ from phoenix.resp_commands import (
     wrong_arity,
 )
 from phoenix.resp_reactor import Reactor
-from phoenix.security import Keys, WhitelistFile
+from phoenix.security import Keys, Whitelist, WhitelistFile
 from phoenix.store import NO_EXPIRY, Entry
 
 log = logging.getLogger("phoenix.resp")
@@ -77,8 +77,6 @@ MIN_PENDING = 64 * 1024 * 1024
 # Replies held in memory at once: once a batch of a pipeline's replies is
 # this long, it is sent before the next commands run (one reply may be longer).
 REPLY_BATCH = 1024 * 1024
-# Seconds between two checks of the whitelist file, as for HTTP.
-WHITELIST_INTERVAL = 1.0
 
 
 class RespServer:
@@ -88,6 +86,8 @@ class RespServer:
         config = node.config
         self.node = node
         self.whitelist = whitelist
+        if whitelist is not None:
+            whitelist.on_reload.append(self._close_refused)
         self.keys = Keys(config.read_only_keys, config.read_write_keys, config.cluster_key)
         self.keys_required = self.keys.required
         max_bulk = config.max_value_size + BULK_SLACK
@@ -129,7 +129,7 @@ class RespServer:
         try:
             async with trio.open_nursery() as nursery:
                 if self.whitelist is not None:
-                    nursery.start_soon(self._watch_whitelist)
+                    nursery.start_soon(self.whitelist.watch)
                 if self.tls is None:
                     self.reactor = await nursery.start(Reactor(RECEIVE_SIZE).run)
                 listeners: list[trio.SocketListener] = await nursery.start(
@@ -144,21 +144,12 @@ class RespServer:
         finally:
             self.reactor = None
 
-    async def _watch_whitelist(self) -> None:
-        while True:
-            await trio.sleep(WHITELIST_INTERVAL)
-            self.reload_whitelist()
-
-    def reload_whitelist(self) -> None:
-        """Reload the whitelist if its file changed, and close the connections
-        of the addresses it no longer allows: HTTP checks the list on every
-        request, and a RESP connection, kept open while idle as in Redis,
-        was served for good."""
-        if self.whitelist is None or not self.whitelist.reload_if_changed():
-            return
-        allows = self.whitelist.current.allows
+    def _close_refused(self, whitelist: Whitelist) -> None:
+        """Close the connections of the addresses a new whitelist no longer
+        allows: HTTP checks the list on every request, and a RESP connection,
+        kept open while idle as in Redis, was served for good."""
         for connection, address in self.connections.items():
-            if not allows(address):
+            if not whitelist.allows(address):
                 connection.cancel()
 
     async def handle_connection(self, stream: trio.SocketStream) -> None:

@@ -21,7 +21,7 @@ import logging
 import re
 import socket
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -140,6 +140,9 @@ class WhitelistFile:
         self.current = Whitelist.load(path)
         self._stamp = self._stat()
         self._last_error = ""
+        # Called with each new list once it is in force (the RESP listener
+        # closes the connections of addresses it no longer allows).
+        self.on_reload: list[Callable[[Whitelist], None]] = []
 
     def reload_if_changed(self) -> bool:
         """Reload when the file's size or mtime changed; True if a new list is in force."""
@@ -156,6 +159,8 @@ class WhitelistFile:
             return False
         self._last_error = ""
         log.info("whitelist reloaded from %s (%d networks)", self.path, len(self.current.networks))
+        for listener in self.on_reload:
+            listener(self.current)
         return True
 
     async def watch(self, interval: float = 1.0) -> None:

@@ -279,10 +279,13 @@ class Store:
                 self._evict(victim)
             return key in self._entries
         else:
-            # A removed or evicted key is already filed in its bucket.
-            if self._tombstones.pop(key, None) is None and key not in self._evicted:
-                self._file_in_bucket(key)
-            self._forget_memo(key)
+            # A removed or evicted key is already filed in its bucket (a key
+            # has an entry, a tombstone or a memo, one at most).
+            if self._tombstones.pop(key, None) is None:
+                if key in self._evicted:
+                    self._forget_memo(key)
+                else:
+                    self._file_in_bucket(key)
             evicted = self._policy.insert(
                 Entry(key, cost, value, content_type, expires_at, version)
             )
